@@ -1,0 +1,50 @@
+"""Prediction files: round trip and one-line errors on malformed input."""
+
+import json
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from zsgrounding.errors import PredictionError
+from zsgrounding.predictions import load_predictions, save_predictions
+from zsgrounding.types import Tube
+
+
+def test_round_trip(tmp_path):
+    tube = Tube(3, 9, [4, 3], [[1.5, 2, 3, 4], [0, 0, 1, 1]])
+    path = save_predictions({"v.mp4": tube, "empty": Tube(0, 0)}, tmp_path / "sub" / "p.json")
+    raw = json.loads(path.read_text())
+    assert raw["v.mp4"] == {
+        "start": 3,
+        "end": 9,
+        "boxes": {"3": [0.0, 0.0, 1.0, 1.0], "4": [1.5, 2.0, 3.0, 4.0]},
+    }
+    back = load_predictions(path)
+    assert back["v.mp4"].frame_ids.tolist() == [3, 4]
+    assert_allclose(back["v.mp4"].boxes, tube.boxes)
+    assert len(back["empty"]) == 0 and not (tmp_path / "sub" / "p.json.tmp").exists()
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("[]", "expected an object keyed by sample id"),
+        ('{"a": 3}', "prediction 'a': expected an object"),
+        ('{"a": {"start": 1.5, "end": 3}}', "must be integer frame ids"),
+        ('{"a": {"start": 5, "end": 3}}', "end 3 is before start 5"),
+        ('{"a": {"start": 1, "end": 3, "boxes": {"x": [0, 0, 1, 1]}}}', "frame key 'x'"),
+        ('{"a": {"start": 1, "end": 3, "boxes": {"1": [0, 0, 1]}}}', "box must be 4 finite numbers"),
+        ('{"a": {"start": 1, "end": 3, "boxes": {"1": [0, 0, 1, NaN]}}}', "box must be 4 finite numbers"),
+    ],
+)
+def test_malformed_files_name_the_sample(tmp_path, content, needle):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(PredictionError, match=needle):
+        load_predictions(path)
+
+
+def test_duplicate_frames_rejected():
+    with pytest.raises(ValueError, match="appears twice"):
+        Tube(0, 3, np.array([1, 1]), np.zeros((2, 4)))

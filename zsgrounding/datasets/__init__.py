@@ -14,6 +14,7 @@ from zsgrounding.datasets.charades import load_charades
 from zsgrounding.datasets.common import LoadReport, MalformedEntryWarning, SkippedEntry
 from zsgrounding.datasets.hcstvg import load_hcstvg
 from zsgrounding.datasets.refcoco import RefExpr, load_refcoco
+from zsgrounding.datasets.toyworld import load_sidecar, sidecar_meta
 from zsgrounding.datasets.vidstg import QTYPES, load_vidstg
 from zsgrounding.errors import DatasetError
 from zsgrounding.types import Sample
@@ -21,6 +22,7 @@ from zsgrounding.types import Sample
 DATASET_NAMES = ("hcstvg-v1", "hcstvg-v2", "vidstg", "charades-sta", "toy")
 TOY_ANNOTATIONS = "annotations.json"
 TOY_VIDEOS = "videos"
+TOY_SIDECAR = "toyworld.json"
 
 
 def load_dataset(name: str, path: Path | str, **kw: Any) -> list[Sample]:
@@ -52,7 +54,14 @@ def load_dataset(name: str, path: Path | str, **kw: Any) -> list[Sample]:
         if folder.is_file():
             folder = folder.parent
         kw.setdefault("video_root", folder / TOY_VIDEOS)
-        return load_hcstvg(folder / TOY_ANNOTATIONS, version=1, **kw)
+        samples = load_hcstvg(folder / TOY_ANNOTATIONS, version=1, **kw)
+        if (folder / TOY_SIDECAR).exists():
+            # The sidecar carries what HC-STVG's format cannot: caption parts, target id.
+            videos = load_sidecar(folder)["videos"]
+            for sample in samples:
+                if sample.id in videos:
+                    sample.meta.update(sidecar_meta(videos[sample.id]))
+        return samples
     raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
 
 

@@ -6,8 +6,6 @@ import sys
 
 import pytest
 
-from cli import main
-
 
 def hcstvg_v1(tmp_path):
     """Three HC-STVG v1 videos: GT [10,20), [0,10), [50,60) after the 1-based st_frame."""
@@ -29,21 +27,14 @@ def dense_pred(start, end, box=(0, 0, 10, 10)):
     return {"start": start, "end": end, "boxes": {str(f): list(box) for f in range(start, end)}}
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
-def test_score_frames_all_gives_the_hand_computed_numbers(tmp_path, capsys):
+def test_score_frames_all_gives_the_hand_computed_numbers(tmp_path, run_cli):
     gt = hcstvg_v1(tmp_path)
     pred = tmp_path / "pred.json"
     # a: [15,25) vs [10,20): tIoU = vIoU = 5/15; b: identical; c: predicted far away -> 0.
     pred.write_text(
         json.dumps({"a.mp4": dense_pred(15, 25), "b.mp4": dense_pred(0, 10), "c.mp4": dense_pred(0, 10)})
     )
-    code, out, err = run(
+    code, out, err = run_cli(
         [
             "score",
             "--dataset",
@@ -55,8 +46,7 @@ def test_score_frames_all_gives_the_hand_computed_numbers(tmp_path, capsys):
             "--frames",
             "all",
             "--json",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     got = json.loads(out)
@@ -68,12 +58,12 @@ def test_score_frames_all_gives_the_hand_computed_numbers(tmp_path, capsys):
     assert got["n"] == 3 and got["missing"] == 0
 
 
-def test_score_counts_missing_predictions_and_prints_a_table(tmp_path, capsys):
+def test_score_counts_missing_predictions_and_prints_a_table(tmp_path, run_cli):
     gt = hcstvg_v1(tmp_path)
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps({"b.mp4": dense_pred(0, 10), "zzz.mp4": dense_pred(0, 10)}))
-    code, out, err = run(
-        ["score", "--dataset", "hcstvg-v1", "--gt", str(gt), "--pred", str(pred), "--frames", "all"], capsys
+    code, out, err = run_cli(
+        ["score", "--dataset", "hcstvg-v1", "--gt", str(gt), "--pred", str(pred), "--frames", "all"]
     )
     assert code == 0
     assert "missing predictions: 2 of 3" in err
@@ -81,7 +71,7 @@ def test_score_counts_missing_predictions_and_prints_a_table(tmp_path, capsys):
     assert "| all " in out and "33.33" in out
 
 
-def test_score_vidstg_reports_sentence_types(tmp_path, capsys):
+def test_score_vidstg_reports_sentence_types(tmp_path, run_cli):
     record = {
         "vid": "v1",
         "fps": 25.0,
@@ -123,7 +113,7 @@ def test_score_vidstg_reports_sentence_types(tmp_path, capsys):
     pred.write_text(
         json.dumps({by_type["declarative"]: dense_pred(10, 20), by_type["interrogative"]: dense_pred(30, 40)})
     )
-    code, out, err = run(
+    code, out, err = run_cli(
         [
             "score",
             "--dataset",
@@ -135,8 +125,7 @@ def test_score_vidstg_reports_sentence_types(tmp_path, capsys):
             "--pred",
             str(pred),
             "--json",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     got = json.loads(out)
@@ -155,7 +144,7 @@ def test_score_vidstg_reports_sentence_types(tmp_path, capsys):
         ("missing_gt", "does not exist"),
     ],
 )
-def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, case, needle):
+def test_user_errors_are_one_line_and_exit_2(tmp_path, run_cli, case, needle):
     gt = hcstvg_v1(tmp_path)
     pred = tmp_path / "pred.json"
     pred.write_text(
@@ -168,7 +157,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, case, needle):
         argv[2] = "hcstvg-v9"
     if case == "missing_gt":
         argv[4] = str(tmp_path / "nope.json")
-    code, _, err = run(argv, capsys)
+    code, _, err = run_cli(argv)
     assert code == 2
     assert needle in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -4,20 +4,12 @@ import json
 
 import pytest
 
-from cli import main
 from zsgrounding.datasets import load_dataset
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
-def test_toy_make_writes_a_loadable_hcstvg_dataset(tmp_path, capsys):
-    code, out, _ = run(
-        ["toy", "make", "--n", "3", "--out", str(tmp_path / "toy"), "--seed", "5", "--quiet"], capsys
+def test_toy_make_writes_a_loadable_hcstvg_dataset(tmp_path, run_cli):
+    code, out, _ = run_cli(
+        ["toy", "make", "--n", "3", "--out", str(tmp_path / "toy"), "--seed", "5", "--quiet"]
     )
     assert code == 0 and "wrote 3 clips" in out
     samples = load_dataset("toy", tmp_path / "toy")
@@ -29,15 +21,15 @@ def test_toy_make_writes_a_loadable_hcstvg_dataset(tmp_path, capsys):
         assert s.gt.tube.frame_ids.size == len(s.gt.tube)
 
 
-def test_demo_scores_agree_with_stvg_score_and_resume(tmp_path, capsys):
+def test_demo_scores_agree_with_stvg_score_and_resume(tmp_path, run_cli):
     out_dir = tmp_path / "demo"
-    code, out, _ = run(["demo", "--out", str(out_dir), "--n", "4"], capsys)
+    code, out, _ = run_cli(["demo", "--out", str(out_dir), "--n", "4"])
     assert code == 0
     assert "| colour" in out and "| oracle-track" in out
     rows = json.loads((out_dir / "metrics.json").read_text())
     assert set(rows) == {"centre", "colour", "oracle-track"}
     for name, row in rows.items():
-        code, out, _ = run(
+        code, out, _ = run_cli(
             [
                 "score",
                 "--dataset",
@@ -47,12 +39,11 @@ def test_demo_scores_agree_with_stvg_score_and_resume(tmp_path, capsys):
                 "--pred",
                 str(out_dir / "predictions" / f"{name}.json"),
                 "--json",
-            ],
-            capsys,
+            ]
         )
         assert code == 0
         rescored = json.loads(out)
         for key in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5", "n"):
             assert rescored[key] == pytest.approx(row[key])
-    code, out, _ = run(["demo", "--out", str(out_dir), "--n", "4"], capsys)
+    code, out, _ = run_cli(["demo", "--out", str(out_dir), "--n", "4"])
     assert code == 0 and "reusing 4 toy clips" in out

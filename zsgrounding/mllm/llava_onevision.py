@@ -1,0 +1,197 @@
+"""LLaVA-OneVision and LLaVA-Video (``LlavaOnevisionForConditionalGeneration``).
+
+The video path of transformers (5.x, ``LlavaOnevisionModel.get_video_features``): every frame
+goes through the vision tower at its square ``image_size`` (no anyres tiling for videos), the
+selected layer's patch tokens (``image_size // patch_size`` squared) through the projector,
+then a 2x bilinear downsampling of the patch grid to ``ceil(p / 2)`` squared tokens per frame
+(``apply_pooling``); the frames are concatenated in order and ONE ``image_newline`` token is
+appended after the whole video. So ``<video>`` expands to ``T * h * w + 1`` tokens, frame-major,
+row-major inside a frame, and the visual grid is the first ``T * h * w`` of them.
+
+Real checkpoints: SigLIP at 384 px, patch 14 -> 27 x 27 patches -> 14 x 14 = 196 tokens per
+frame (``ceil(27 / 2)``; the pooling is then not an exact 2 x 2 average).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
+
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
+from zsgrounding.mllm.errors import ModelError, first_line
+from zsgrounding.mllm.files import checkpoint_file, read_json
+from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
+from zsgrounding.mllm.prompt import render_video_prompt, tokenize_video_prompt
+from zsgrounding.types import Clip
+
+# from_pretrained keywords that also locate the tokenizer and the preprocessor files.
+_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+
+
+class LlavaOnevisionAdapter(MLLMAdapter):
+    """Adapter of ``LlavaOnevisionForConditionalGeneration`` checkpoints (LLaVA-OneVision, LLaVA-Video).
+
+    Attributes:
+        preprocessing: how frames become ``pixel_values_videos``.
+        chat_template: the template prompts are rendered with (``None``: the tokenizer's).
+        video_token_id, video_token: the ``<video>`` placeholder (from the model config).
+    """
+
+    family = "llava_onevision"
+
+    def __init__(
+        self,
+        model: LlavaOnevisionForConditionalGeneration,
+        tokenizer: PreTrainedTokenizerBase,
+        preprocessing: FramePreprocessing | None = None,
+        chat_template: str | None = None,
+        num_frames: int | None = None,
+        answer_words: tuple[str, str] = ("yes", "no"),
+    ) -> None:
+        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words)
+        vision = model.config.vision_config
+        self.preprocessing = preprocessing or FramePreprocessing(size=vision.image_size)
+        if self.preprocessing.size != vision.image_size:
+            raise ModelError(
+                f"frames would be resized to {self.preprocessing.size} px but the vision tower takes "
+                f"{vision.image_size} px"
+            )
+        self.chat_template = chat_template
+        self.video_token_id = int(model.config.video_token_id)
+        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
+        # apply_pooling: the tower's patch grid, bilinearly resized to ceil(p / 2) per side.
+        patches = vision.image_size // vision.patch_size
+        self._grid = (math.ceil(patches / 2), math.ceil(patches / 2))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | Path,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        num_frames: int | None = None,
+        answer_words: tuple[str, str] = ("yes", "no"),
+        attn_implementation: str = "sdpa",
+        **kwargs: Any,
+    ) -> LlavaOnevisionAdapter:
+        """Load a checkpoint (local directory or hub id).
+
+        The model loads with SDPA attention by default (the capture delegates to it);
+        ``kwargs`` go to the model's ``from_pretrained``, and the hub ones (``revision``,
+        ``cache_dir``, ``token``, ``local_files_only``, ...) also to the tokenizer and files.
+        Preprocessing settings come from ``video_preprocessor_config.json`` or
+        ``preprocessor_config.json``; the prompt template from a processor's
+        ``chat_template.json`` if present, else the tokenizer's.
+        """
+        hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+        try:
+            model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+                path_or_id,
+                dtype=dtype,
+                device_map=device_map,
+                attn_implementation=attn_implementation,
+                **kwargs,
+            )
+            tokenizer = AutoTokenizer.from_pretrained(path_or_id, **hub_kwargs)
+        except OSError as exc:
+            raise ModelError(f"{path_or_id}: cannot load the checkpoint ({first_line(exc)})") from exc
+        if device is not None and device_map is None:
+            model = model.to(device)
+        preprocessing = FramePreprocessing.from_checkpoint(
+            path_or_id, size=model.config.vision_config.image_size, **hub_kwargs
+        )
+        return cls(
+            model,
+            tokenizer,
+            preprocessing=preprocessing,
+            chat_template=_processor_chat_template(path_or_id, **hub_kwargs),
+            num_frames=num_frames,
+            answer_words=answer_words,
+        )
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(h, w)`` tokens per frame after the model's 2x bilinear pooling."""
+        return self._grid
+
+    def num_video_tokens(self, num_frames: int) -> int:
+        """Tokens ``<video>`` expands to: ``T * h * w`` plus one newline for the whole video."""
+        h, w = self._grid
+        return num_frames * h * w + 1
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """Frames ``(T, H, W, 3)`` uint8 -> ``(T, 3, S, S)`` on the vision tower's device and dtype."""
+        tower = next(self.model.model.vision_tower.parameters())
+        return preprocess_frames(frames, self.preprocessing).to(device=tower.device, dtype=tower.dtype)
+
+    @torch.no_grad()
+    def video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The model's own video features of ``(T, 3, S, S)`` pixels: ``(T * h * w + 1, D)``."""
+        out = self.model.get_video_features(pixel_values_videos=pixel_values[None], return_dict=True)
+        features = out.pooler_output[0]
+        expected = self.num_video_tokens(pixel_values.shape[0])
+        if features.shape[0] != expected:
+            raise ModelError(
+                f"the model produced {features.shape[0]} video tokens, expected {expected} "
+                f"(vision_feature_select_strategy={self.model.config.vision_feature_select_strategy!r})"
+            )
+        return features
+
+    def render_prompt(self, question: str) -> str:
+        return render_video_prompt(self.tokenizer, question, self.video_token, self.chat_template)
+
+    @torch.no_grad()
+    def prepare(self, clip: Clip, question: str) -> PreparedInputs:
+        """Embeddings of the chat prompt with the clip's video features in place of ``<video>``.
+
+        Runs without autograd: gradients reach the visual tokens through ``forward``'s
+        ``visual_delta`` only.
+        """
+        num_frames = len(clip)
+        features = self.video_features(self.preprocess(clip.frames))
+        prompt = tokenize_video_prompt(
+            self.tokenizer,
+            self.render_prompt(question),
+            question,
+            self.video_token_id,
+            self.num_video_tokens(num_frames),
+        )
+        input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=self.device)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        # Same scatter as the model's forward: features fill the placeholder positions in order.
+        placeholder = (input_ids == self.video_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(placeholder, features.to(embeds.device, embeds.dtype))
+
+        h, w = self._grid
+        start, grid_size = prompt.visual_start, num_frames * h * w
+        return PreparedInputs(
+            input_ids=input_ids,
+            inputs_embeds=embeds,
+            attention_mask=torch.ones_like(input_ids),
+            visual_grid=torch.arange(start, start + grid_size).reshape(num_frames, h, w),
+            special_positions=torch.tensor(prompt.special_positions, dtype=torch.long),
+            special_tokens=prompt.special_tokens,
+            answer_position=prompt.answer_position,
+            frame_ids=torch.as_tensor(np.asarray(clip.frame_ids), dtype=torch.long),
+            separator_positions=torch.arange(start + grid_size, start + prompt.num_visual),
+        )
+
+
+def _processor_chat_template(path_or_id: str | Path, **hub_kwargs: Any) -> str | None:
+    """The multimodal template of a processor saved in the legacy ``chat_template.json``.
+
+    Newer checkpoints save it as ``chat_template.jinja``, which the tokenizer loads itself.
+    """
+    path = checkpoint_file(path_or_id, "chat_template.json", **hub_kwargs)
+    if path is None:
+        return None
+    template = read_json(path).get("chat_template")
+    if not isinstance(template, str):
+        raise ModelError(f"{path}: no 'chat_template' string")
+    return template

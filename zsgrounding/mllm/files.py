@@ -10,6 +10,9 @@ from transformers.utils import cached_file
 
 from zsgrounding.mllm.errors import ModelError
 
+# from_pretrained keywords that also locate the tokenizer and the preprocessor files.
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+
 
 def checkpoint_file(path_or_id: str | Path, filename: str, **hub_kwargs: Any) -> Path | None:
     """The path of ``filename`` in the checkpoint, or ``None`` when it has no such file.
@@ -41,3 +44,17 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object")
     return data
+
+
+def processor_chat_template(path_or_id: str | Path, **hub_kwargs: Any) -> str | None:
+    """The multimodal template of a processor saved in the legacy ``chat_template.json``.
+
+    Newer checkpoints save it as ``chat_template.jinja``, which the tokenizer loads itself.
+    """
+    path = checkpoint_file(path_or_id, "chat_template.json", **hub_kwargs)
+    if path is None:
+        return None
+    template = read_json(path).get("chat_template")
+    if not isinstance(template, str):
+        raise ModelError(f"{path}: no 'chat_template' string")
+    return template

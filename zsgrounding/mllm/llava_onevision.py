@@ -24,13 +24,10 @@ from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration, 
 
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
 from zsgrounding.mllm.errors import ModelError, first_line
-from zsgrounding.mllm.files import checkpoint_file, read_json
+from zsgrounding.mllm.files import HUB_KWARGS, processor_chat_template
 from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
 from zsgrounding.mllm.prompt import render_video_prompt, tokenize_video_prompt
 from zsgrounding.types import Clip
-
-# from_pretrained keywords that also locate the tokenizer and the preprocessor files.
-_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
 
 
 class LlavaOnevisionAdapter(MLLMAdapter):
@@ -89,7 +86,7 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         ``preprocessor_config.json``; the prompt template from a processor's
         ``chat_template.json`` if present, else the tokenizer's.
         """
-        hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+        hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
         try:
             model = LlavaOnevisionForConditionalGeneration.from_pretrained(
                 path_or_id,
@@ -110,7 +107,7 @@ class LlavaOnevisionAdapter(MLLMAdapter):
             model,
             tokenizer,
             preprocessing=preprocessing,
-            chat_template=_processor_chat_template(path_or_id, **hub_kwargs),
+            chat_template=processor_chat_template(path_or_id, **hub_kwargs),
             num_frames=num_frames,
             answer_words=answer_words,
         )
@@ -181,17 +178,3 @@ class LlavaOnevisionAdapter(MLLMAdapter):
             frame_ids=torch.as_tensor(np.asarray(clip.frame_ids), dtype=torch.long),
             separator_positions=torch.arange(start + grid_size, start + prompt.num_visual),
         )
-
-
-def _processor_chat_template(path_or_id: str | Path, **hub_kwargs: Any) -> str | None:
-    """The multimodal template of a processor saved in the legacy ``chat_template.json``.
-
-    Newer checkpoints save it as ``chat_template.jinja``, which the tokenizer loads itself.
-    """
-    path = checkpoint_file(path_or_id, "chat_template.json", **hub_kwargs)
-    if path is None:
-        return None
-    template = read_json(path).get("chat_template")
-    if not isinstance(template, str):
-        raise ModelError(f"{path}: no 'chat_template' string")
-    return template

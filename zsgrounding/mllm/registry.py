@@ -58,6 +58,17 @@ REGISTRY: Mapping[str, AdapterEntry] = MappingProxyType(
                 model_types=("llava_onevision",),
                 aliases=("llava_video", "llava_ov"),
             ),
+            register(
+                "llava_next_video",
+                "zsgrounding.mllm.llava_next_video:LlavaNextVideoAdapter",
+                model_types=("llava_next_video",),
+            ),
+            register(
+                "qwen2_vl",
+                "zsgrounding.mllm.qwen2_vl:Qwen2VLAdapter",
+                model_types=("qwen2_vl", "qwen2_5_vl"),
+                aliases=("qwen2_5_vl", "qwen2.5_vl", "qwen_vl"),
+            ),
         )
     }
 )

@@ -1,0 +1,329 @@
+"""LLaVA-NeXT-Video (``LlavaNextVideoForConditionalGeneration``).
+
+The video path of transformers (5.x, ``LlavaNextVideoModel.get_video_features``): every frame
+goes through the vision tower at its square ``image_size`` (no anyres tiling for videos); the
+selected layer's hidden states (``vision_feature_layer``, ``-2`` by default) lose the CLS token
+(``vision_feature_select_strategy="default"``), leaving ``p x p`` patch tokens,
+``p = image_size // patch_size``. The patch grid then goes through ``vision_resampler``, a
+spatial pooling of kernel and stride ``spatial_pool_stride`` in ``spatial_pool_mode``
+(``average``, ``max`` or a learned ``conv``), which leaves ``p // s`` tokens per side, and only
+then through the projector. The frames are concatenated in order with no newline token at all
+(``image_newline`` is for images only). So ``<video>`` expands to ``T * h * w`` tokens,
+frame-major, row-major inside a frame, and all of them form the visual grid.
+
+Real checkpoints (``llava-hf/LLaVA-NeXT-Video-7B-hf``): CLIP ViT-L/14 at 336 px -> 24 x 24
+patches, stride 2 -> 12 x 12 = 144 tokens per frame. Seed 003's reference code ran it with
+6 x 6 tokens per frame, i.e. stride 4: pass ``spatial_pool_stride=4``.
+
+The pooling stride override. transformers builds the pooling module once, from the config, when
+the model is constructed: changing ``config.spatial_pool_stride`` later has no effect on its
+own. The adapter therefore keeps the module in step with the config before it computes
+features: it sets the config's stride and replaces the parameter-free ``average`` / ``max``
+pooling with one of the new stride, so the model's own forward pools the same way. A ``conv``
+pooling has weights learned for its kernel size and cannot be re-strided (:class:`ModelError`).
+An override must divide ``p`` so that the grid covers the whole frame; a checkpoint's own stride
+is taken as it is (if it does not divide ``p``, the model drops the last ``p mod s`` patch rows
+and columns, and the grid's cells lie ``s`` patches apart from the top left).
+
+Preprocessing: the official processor resizes the shortest edge to the tower's size and centre-
+crops; here the whole frame is resized to the square input without a crop (see ``preprocess``),
+so the grid covers the whole frame, which the tube scorer relies on. Normalisation defaults to
+CLIP's mean and std (the tower's), unless the checkpoint's preprocessor files say otherwise.
+
+Prompts: the checkpoint's chat template (a processor's ``chat_template.json``, else the
+tokenizer's), else :data:`VICUNA_VIDEO_TEMPLATE`, all ending in ``ASSISTANT:``: the special
+tokens after the question are the pieces of `` ASSISTANT:`` and the answer starts with a leading
+space (``▁yes`` / ``Ġyes``). The beginning-of-sequence token the processor's tokenizer call adds
+(Llama's ``<s>``) is written in front of the rendered prompt, so positions count it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerBase
+
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
+from zsgrounding.mllm.errors import ModelError, first_line
+from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, processor_chat_template, read_json
+from zsgrounding.mllm.preprocess import PREPROCESSOR_FILES, FramePreprocessing, preprocess_frames
+from zsgrounding.mllm.prompt import render_video_prompt, tokenize_video_prompt
+from zsgrounding.types import Clip
+
+# OpenAI CLIP's normalisation (LLaVA-NeXT-Video's tower): the default when a checkpoint has none.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Parameter-free pooling modes whose stride can be changed after loading.
+_RESTRIDABLE_MODES = {"average": nn.AvgPool2d, "max": nn.MaxPool2d}
+
+# Vicuna v1 turn layout, as LLaVA-NeXT-Video's processor renders it ("USER: <video>\n... ASSISTANT:"),
+# for checkpoints that ship no template. Accepts string content and content parts.
+VICUNA_VIDEO_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + ' ' }}"
+    "{% else %}{{ message['role'] | upper + ': ' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}{{ '<video>\\n' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{{ ' ' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+class LlavaNextVideoAdapter(MLLMAdapter):
+    """Adapter of ``LlavaNextVideoForConditionalGeneration`` checkpoints (LLaVA-NeXT-Video).
+
+    Attributes:
+        preprocessing: how frames become ``pixel_values_videos``.
+        chat_template: the template prompts are rendered with (``None``: the tokenizer's).
+        video_token_id, video_token: the ``<video>`` placeholder (from the model config).
+        bos_prefix: text put in front of every rendered prompt (the tokenizer's BOS token when
+            its plain call adds one, else empty).
+    """
+
+    family = "llava_next_video"
+
+    def __init__(
+        self,
+        model: LlavaNextVideoForConditionalGeneration,
+        tokenizer: PreTrainedTokenizerBase,
+        preprocessing: FramePreprocessing | None = None,
+        chat_template: str | None = None,
+        num_frames: int | None = None,
+        answer_words: tuple[str, str] = ("yes", "no"),
+        spatial_pool_stride: int | None = None,
+    ) -> None:
+        """Wrap a loaded model.
+
+        ``spatial_pool_stride`` overrides the checkpoint's pooling stride (seed 003's reference:
+        4, i.e. 6 x 6 tokens per frame at 336 px); it changes ``model`` itself (its config and
+        its pooling module), see :meth:`set_spatial_pool_stride`.
+        """
+        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words)
+        vision = model.config.vision_config
+        self.preprocessing = preprocessing or FramePreprocessing(
+            size=vision.image_size, image_mean=CLIP_MEAN, image_std=CLIP_STD
+        )
+        if self.preprocessing.size != vision.image_size:
+            raise ModelError(
+                f"frames would be resized to {self.preprocessing.size} px but the vision tower takes "
+                f"{vision.image_size} px"
+            )
+        if tokenizer.chat_template is None and chat_template is None:
+            chat_template = VICUNA_VIDEO_TEMPLATE
+        self.chat_template = chat_template
+        self.video_token_id = int(model.config.video_token_id)
+        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
+        self.bos_prefix = _bos_prefix(tokenizer)
+        self._patches = vision.image_size // vision.patch_size
+        if spatial_pool_stride is not None:
+            self.set_spatial_pool_stride(spatial_pool_stride)
+        else:
+            self._sync_pooling()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | Path,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        num_frames: int | None = None,
+        answer_words: tuple[str, str] = ("yes", "no"),
+        attn_implementation: str = "sdpa",
+        spatial_pool_stride: int | None = None,
+        **kwargs: Any,
+    ) -> LlavaNextVideoAdapter:
+        """Load a checkpoint (local directory or hub id).
+
+        The model loads with SDPA attention by default (the capture delegates to it);
+        ``kwargs`` go to the model's ``from_pretrained``, and the hub ones (``revision``,
+        ``cache_dir``, ``token``, ``local_files_only``, ...) also to the tokenizer and files.
+        The pooling comes from the checkpoint's ``spatial_pool_stride`` / ``spatial_pool_mode``
+        unless ``spatial_pool_stride`` overrides the stride. Preprocessing settings come from
+        ``video_preprocessor_config.json`` or ``preprocessor_config.json`` (CLIP's mean and std
+        where they say nothing); the prompt template from a processor's ``chat_template.json``
+        if present, else the tokenizer's, else :data:`VICUNA_VIDEO_TEMPLATE`.
+        """
+        hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+        try:
+            model = LlavaNextVideoForConditionalGeneration.from_pretrained(
+                path_or_id,
+                dtype=dtype,
+                device_map=device_map,
+                attn_implementation=attn_implementation,
+                **kwargs,
+            )
+            tokenizer = AutoTokenizer.from_pretrained(path_or_id, **hub_kwargs)
+        except OSError as exc:
+            raise ModelError(f"{path_or_id}: cannot load the checkpoint ({first_line(exc)})") from exc
+        if device is not None and device_map is None:
+            model = model.to(device)
+        preprocessing = clip_preprocessing(
+            path_or_id, size=model.config.vision_config.image_size, **hub_kwargs
+        )
+        return cls(
+            model,
+            tokenizer,
+            preprocessing=preprocessing,
+            chat_template=processor_chat_template(path_or_id, **hub_kwargs),
+            num_frames=num_frames,
+            answer_words=answer_words,
+            spatial_pool_stride=spatial_pool_stride,
+        )
+
+    @property
+    def spatial_pool_stride(self) -> int:
+        """The pooling stride the features are computed with (the model config's)."""
+        return int(self.model.config.spatial_pool_stride)
+
+    @property
+    def spatial_pool_mode(self) -> str:
+        """``average``, ``max`` or ``conv`` (the model config's)."""
+        return str(self.model.config.spatial_pool_mode)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(h, w)`` tokens per frame: ``p // stride`` per side for ``p x p`` patches."""
+        side = self._patches // self.spatial_pool_stride
+        return side, side
+
+    def set_spatial_pool_stride(self, stride: int) -> None:
+        """Pool frames with ``stride`` from now on, in the model's own forward too.
+
+        Sets ``model.config.spatial_pool_stride`` and rebuilds the model's ``average`` / ``max``
+        pooling module with it. ``stride`` must divide the tower's patch grid side (the grid
+        must cover the whole frame); a ``conv`` pooling cannot change stride. Both raise
+        :class:`ModelError`.
+        """
+        stride = int(stride)
+        if stride < 1 or self._patches % stride != 0:
+            raise ModelError(
+                f"spatial_pool_stride must divide the {self._patches} x {self._patches} patch grid, got {stride}"
+            )
+        previous = self.model.config.spatial_pool_stride
+        self.model.config.spatial_pool_stride = stride
+        try:
+            self._sync_pooling()
+        except ModelError:
+            self.model.config.spatial_pool_stride = previous
+            raise
+
+    def _sync_pooling(self) -> None:
+        """Make the model's pooling module use the config's stride (transformers reads it at init only)."""
+        resampler = self.model.model.vision_resampler
+        stride, mode = self.spatial_pool_stride, self.spatial_pool_mode
+        if _stride_of(resampler.pool) == stride:
+            return
+        pool_class = _RESTRIDABLE_MODES.get(mode)
+        if pool_class is None:
+            raise ModelError(
+                f"the {mode!r} spatial pooling has weights for stride {_stride_of(resampler.pool)}; "
+                f"it cannot pool with stride {stride}"
+            )
+        if not 1 <= stride <= self._patches:
+            raise ModelError(f"spatial_pool_stride {stride} does not fit the {self._patches}-patch grid")
+        resampler.pool = pool_class(kernel_size=stride, stride=stride)
+
+    def num_video_tokens(self, num_frames: int) -> int:
+        """Tokens ``<video>`` expands to: ``T * h * w`` (no newline token for videos)."""
+        h, w = self.grid_shape
+        return num_frames * h * w
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """Frames ``(T, H, W, 3)`` uint8 -> ``(T, 3, S, S)`` on the vision tower's device and dtype."""
+        tower = next(self.model.model.vision_tower.parameters())
+        return preprocess_frames(frames, self.preprocessing).to(device=tower.device, dtype=tower.dtype)
+
+    @torch.no_grad()
+    def video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The model's own video features of ``(T, 3, S, S)`` pixels: ``(T * h * w, D)``."""
+        self._sync_pooling()
+        out = self.model.get_video_features(pixel_values_videos=pixel_values[None], return_dict=True)
+        features = out.pooler_output[0]
+        expected = self.num_video_tokens(pixel_values.shape[0])
+        if features.shape[0] != expected:
+            raise ModelError(
+                f"the model produced {features.shape[0]} video tokens, expected {expected} "
+                f"(vision_feature_select_strategy={self.model.config.vision_feature_select_strategy!r})"
+            )
+        return features
+
+    def render_prompt(self, question: str) -> str:
+        return self.bos_prefix + render_video_prompt(
+            self.tokenizer, question, self.video_token, self.chat_template
+        ).removeprefix(self.bos_prefix)
+
+    @torch.no_grad()
+    def prepare(self, clip: Clip, question: str) -> PreparedInputs:
+        """Embeddings of the chat prompt with the clip's video features in place of ``<video>``.
+
+        Runs without autograd: gradients reach the visual tokens through ``forward``'s
+        ``visual_delta`` only.
+        """
+        num_frames = len(clip)
+        features = self.video_features(self.preprocess(clip.frames))
+        prompt = tokenize_video_prompt(
+            self.tokenizer,
+            self.render_prompt(question),
+            question,
+            self.video_token_id,
+            self.num_video_tokens(num_frames),
+        )
+        input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=self.device)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        # Same scatter as the model's forward: features fill the placeholder positions in order.
+        placeholder = (input_ids == self.video_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(placeholder, features.to(embeds.device, embeds.dtype))
+
+        h, w = self.grid_shape
+        start = prompt.visual_start
+        return PreparedInputs(
+            input_ids=input_ids,
+            inputs_embeds=embeds,
+            attention_mask=torch.ones_like(input_ids),
+            visual_grid=torch.arange(start, start + prompt.num_visual).reshape(num_frames, h, w),
+            special_positions=torch.tensor(prompt.special_positions, dtype=torch.long),
+            special_tokens=prompt.special_tokens,
+            answer_position=prompt.answer_position,
+            frame_ids=torch.as_tensor(np.asarray(clip.frame_ids), dtype=torch.long),
+        )
+
+
+def clip_preprocessing(path_or_id: str | Path, size: int, **hub_kwargs: Any) -> FramePreprocessing:
+    """Settings from the checkpoint's preprocessor JSON, with CLIP's mean and std where it has none."""
+    defaults = {"image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}
+    for filename in PREPROCESSOR_FILES:
+        path = checkpoint_file(path_or_id, filename, **hub_kwargs)
+        if path is not None:
+            settings = {k: v for k, v in read_json(path).items() if v is not None}
+            return FramePreprocessing.from_dict({**defaults, **settings}, size, source=path)
+    return FramePreprocessing(size=int(size), image_mean=CLIP_MEAN, image_std=CLIP_STD)
+
+
+def _stride_of(pool: nn.Module) -> int:
+    stride = getattr(pool, "stride", None)
+    if isinstance(stride, tuple | list):
+        if len(set(stride)) != 1:
+            raise ModelError(f"non-square pooling stride {tuple(stride)}")
+        stride = stride[0]
+    if not isinstance(stride, int):
+        raise ModelError(f"cannot read the stride of the pooling module {type(pool).__name__}")
+    return stride
+
+
+def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The BOS token text if the tokenizer's plain call adds it (as the processor's call does), else ``""``."""
+    bos_id, bos = tokenizer.bos_token_id, tokenizer.bos_token
+    if bos_id is None or not isinstance(bos, str):
+        return ""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    return bos if full[:1] == [bos_id] and plain[:1] != [bos_id] else ""

@@ -1,0 +1,528 @@
+"""Qwen2-VL and Qwen2.5-VL (``Qwen2VLForConditionalGeneration``, ``Qwen2_5_VLForConditionalGeneration``).
+
+The video path of transformers (5.x): frames are resized (whole frame, aspect ratio kept as far
+as the grid allows) to a size ``(H, W)`` that is a multiple of ``patch_size * merge_size`` (28)
+with ``smart_resize``; consecutive frames are grouped in pairs (``temporal_patch_size``, 2), and
+each pair is cut into ``H / 14 x W / 14`` patches of ``2 x 14 x 14`` pixels, flattened to
+``pixel_values_videos`` rows ``(C, 2, 14, 14)``. The rows are ordered merge block by merge block,
+so the vision tower's patch merger (2 x 2 patches -> one token) yields tokens frame-pair-major,
+row-major on the merged grid: ``<|video_pad|>`` expands to ``T_grid * h * w`` tokens with
+``T_grid = T / 2``, ``h = H / 28``, ``w = W / 28``, and the whole run is the visual grid (no
+newline tokens). ``video_grid_thw`` is ``(T_grid, H / 14, W / 14)``, in patches.
+
+Position ids: the language model uses M-RoPE (temporal, row, column position per token). The
+model's forward computes them from ``input_ids``, ``mm_token_type_ids`` and ``video_grid_thw``
+with ``model.model.get_rope_index``; run on ``inputs_embeds`` alone it falls back to 1-D positions
+(Qwen2.5-VL without an error), which is silently wrong. :meth:`Qwen2VLAdapter.prepare` therefore
+computes them with the model's own ``get_rope_index`` and hands them to ``forward`` in
+``model_kwargs``. Qwen2.5-VL spaces temporal positions by ``tokens_per_second *
+second_per_grid_ts``; ``second_per_grid_ts`` is the time one frame pair spans, taken from the
+clip's sample times (``temporal_patch_size`` times the mean interval between sampled frames, the
+processor's ``temporal_patch_size / fps`` of the sampled video).
+
+Frame pairs: a clip with an odd number of frames gets its last frame repeated (as the reference
+video processor pads), and grid frame ``t`` is named by the first native frame of its pair
+(``frame_ids = clip.frame_ids[0::2]``).
+
+Grid cells: there is no cropping, so cell ``(i, j)`` of the ``h x w`` grid is the native frame
+region ``[j W_n / w, (j + 1) W_n / w) x [i H_n / h, (i + 1) H_n / h)``, as for every adapter. The
+grid size depends on the frame size: use ``prepared.grid_shape`` (or :meth:`grid_shape_for`).
+
+Not reproduced: the optional whole-video pixel budget of qwen-vl-utils (transformers'
+``cap_pixels_per_frame``); lower ``max_pixels`` to bound the tokens of long clips.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLForConditionalGeneration,
+)
+
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
+from zsgrounding.mllm.errors import ModelError, first_line
+from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, processor_chat_template, read_json
+from zsgrounding.mllm.preprocess import (
+    PREPROCESSOR_FILES,
+    FramePreprocessing,
+    normalise_frames,
+    resize_frames,
+)
+from zsgrounding.mllm.prompt import render_video_prompt, tokenize_video_prompt
+from zsgrounding.types import Clip
+
+# OpenAI CLIP's normalisation: the Qwen2-VL / Qwen2.5-VL processors' default.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# The Qwen2-VL video processor's default pixel bounds per frame (``size`` shortest / longest edge).
+DEFAULT_MIN_PIXELS = 128 * 28 * 28
+DEFAULT_MAX_PIXELS = 768 * 28 * 28
+
+# A user turn whose content is a plain string: the processor template's rendering of a video
+# part followed by a text part (no separator between them).
+QWEN_TEXT_CONTENT = "<|vision_start|>{video}<|vision_end|>{question}"
+
+# mm_token_type_ids values of transformers' processors: text 0, image 1, video 2.
+_IMAGE_TYPE, _VIDEO_TYPE = 1, 2
+
+_MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "qwen2_vl": Qwen2VLForConditionalGeneration,
+    "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+}
+
+
+def smart_resize(
+    height: int, width: int, factor: int, min_pixels: int, max_pixels: int, max_ratio: float = 200.0
+) -> tuple[int, int]:
+    """``(H, W)`` multiples of ``factor`` close to ``(height, width)`` with ``H * W`` in the pixel bounds.
+
+    Each side is rounded to the nearest multiple of ``factor``; when the area leaves
+    ``[min_pixels, max_pixels]`` both sides are scaled by one factor (keeping the aspect ratio)
+    and rounded down (too large) or up (too small) to multiples of ``factor``. These are the
+    semantics of the Qwen2-VL processors' resize; an aspect ratio above ``max_ratio`` is refused.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"frame size must be positive, got {height} x {width}")
+    if max(height, width) / min(height, width) > max_ratio:
+        raise ValueError(f"aspect ratio of a {height} x {width} frame is above {max_ratio}")
+    out_h = round(height / factor) * factor
+    out_w = round(width / factor) * factor
+    if out_h * out_w > max_pixels:
+        shrink = math.sqrt(height * width / max_pixels)
+        out_h = max(factor, math.floor(height / shrink / factor) * factor)
+        out_w = max(factor, math.floor(width / shrink / factor) * factor)
+    elif out_h * out_w < min_pixels:
+        grow = math.sqrt(min_pixels / (height * width))
+        out_h = math.ceil(height * grow / factor) * factor
+        out_w = math.ceil(width * grow / factor) * factor
+    return out_h, out_w
+
+
+def patchify_video(
+    pixels: torch.Tensor, patch_size: int, temporal_patch_size: int, merge_size: int
+) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Pixels ``(T, C, H, W)`` -> ``pixel_values_videos`` ``(t * gh * gw, C * tp * p * p)`` and ``(t, gh, gw)``.
+
+    ``T`` is padded to a multiple of ``tp = temporal_patch_size`` by repeating the last frame;
+    ``t = T / tp``, ``gh = H / p``, ``gw = W / p`` with ``p = patch_size``. Rows are ordered by
+    frame group, then merge block (row, column) of the ``gh / m x gw / m`` merged grid, then patch
+    inside the block (row, column); a row holds ``(C, tp, p, p)`` values. This is the layout of
+    transformers' Qwen2-VL video processor, which the vision tower's patch merger relies on.
+    """
+    if pixels.ndim != 4:
+        raise ValueError(f"pixels must be (T, C, H, W), got {tuple(pixels.shape)}")
+    num_frames, channels, height, width = pixels.shape
+    factor = patch_size * merge_size
+    if height % factor or width % factor:
+        raise ValueError(f"frame size {height} x {width} is not a multiple of {factor}")
+    if pad := -num_frames % temporal_patch_size:
+        pixels = torch.cat([pixels, pixels[-1:].expand(pad, -1, -1, -1)])
+    t = pixels.shape[0] // temporal_patch_size
+    gh, gw = height // patch_size, width // patch_size
+    m, p = merge_size, patch_size
+    blocks = pixels.reshape(t, temporal_patch_size, channels, gh // m, m, p, gw // m, m, p)
+    # (t, tp, C, bh, mh, ph, bw, mw, pw) -> (t, bh, bw, mh, mw, C, tp, ph, pw)
+    blocks = blocks.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return blocks.reshape(t * gh * gw, channels * temporal_patch_size * p * p).contiguous(), (t, gh, gw)
+
+
+@dataclass(frozen=True)
+class QwenVideoPreprocessing:
+    """How frames become ``pixel_values_videos`` for a Qwen2-VL-style vision tower.
+
+    Attributes:
+        normalisation: rescaling, normalisation and resampling filter of the frames; its
+            ``size`` is the side of the square one grid cell covers (``patch_size * merge_size``),
+            not a resize target.
+        min_pixels, max_pixels: bounds of ``H * W`` for :func:`smart_resize`.
+        patch_size, temporal_patch_size, merge_size: the vision tower's (from the model config).
+        frame_size: fixed ``(H, W)`` to resize every clip to (multiples of
+            ``patch_size * merge_size``), instead of ``smart_resize`` of the native size.
+        source: the file the settings were read from (``None``: defaults).
+    """
+
+    normalisation: FramePreprocessing
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    merge_size: int = 2
+    frame_size: tuple[int, int] | None = None
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.min_pixels > self.max_pixels:
+            raise ModelError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
+        if self.frame_size is not None and any(side % self.factor or side <= 0 for side in self.frame_size):
+            raise ModelError(f"frame_size {self.frame_size} must be positive multiples of {self.factor}")
+
+    @property
+    def factor(self) -> int:
+        """Side in pixels of the square one visual token covers: ``patch_size * merge_size``."""
+        return self.patch_size * self.merge_size
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` that frames of native size ``height x width`` are resized to."""
+        if self.frame_size is not None:
+            return self.frame_size
+        return smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
+
+    @classmethod
+    def from_dict(
+        cls,
+        settings: dict[str, Any],
+        vision_config: Any,
+        source: Path | None = None,
+        **overrides: Any,
+    ) -> QwenVideoPreprocessing:
+        """Settings of a transformers Qwen2-VL image / video processor config.
+
+        Pixel bounds come from ``size`` (``shortest_edge`` / ``longest_edge``, the 5.x form)
+        overridden by ``min_pixels`` / ``max_pixels`` (the saved form of older checkpoints), as
+        the processors read them. Patch, temporal patch and merge sizes are the vision tower's;
+        a file that disagrees is an error. ``overrides`` (``min_pixels``, ``max_pixels``,
+        ``frame_size``) win over the file; ``None`` values are ignored.
+        """
+        where = source or "preprocessor config"
+        tower = {
+            "patch_size": int(vision_config.patch_size),
+            "temporal_patch_size": int(vision_config.temporal_patch_size),
+            "merge_size": int(vision_config.spatial_merge_size),
+        }
+        for name, value in tower.items():
+            if settings.get(name) is not None and int(settings[name]) != value:
+                raise ModelError(f"{where}: {name} {settings[name]} differs from the vision tower's {value}")
+        kwargs: dict[str, Any] = {**tower, "source": source}
+        size = settings.get("size")
+        if isinstance(size, dict):
+            for key, name in (("shortest_edge", "min_pixels"), ("longest_edge", "max_pixels")):
+                if size.get(key) is not None:
+                    kwargs[name] = int(size[key])
+        for name in ("min_pixels", "max_pixels"):
+            if settings.get(name) is not None:
+                kwargs[name] = int(settings[name])
+        for name, value in overrides.items():
+            if value is not None:
+                kwargs[name] = tuple(int(v) for v in value) if name == "frame_size" else int(value)
+        factor = tower["patch_size"] * tower["merge_size"]
+        given = {name: value for name, value in settings.items() if value is not None}
+        defaults = {"image_mean": CLIP_MEAN, "image_std": CLIP_STD}
+        kwargs["normalisation"] = FramePreprocessing.from_dict({**defaults, **given}, factor, source)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path_or_id: str | Path,
+        vision_config: Any,
+        overrides: dict[str, Any] | None = None,
+        **hub_kwargs: Any,
+    ) -> QwenVideoPreprocessing:
+        """Settings from the checkpoint's video / image preprocessor JSON (first found), else defaults."""
+        for filename in PREPROCESSOR_FILES:
+            path = checkpoint_file(path_or_id, filename, **hub_kwargs)
+            if path is not None:
+                return cls.from_dict(read_json(path), vision_config, source=path, **(overrides or {}))
+        return cls.from_dict({}, vision_config, **(overrides or {}))
+
+
+@dataclass
+class QwenVideoInputs:
+    """The vision inputs of one clip, as the model's forward takes them.
+
+    Attributes:
+        pixel_values_videos: ``(T_grid * gh * gw, C * 2 * 14 * 14)`` patch rows
+            (see :func:`patchify_video`), on the vision tower's device and dtype.
+        video_grid_thw: ``(1, 3)`` long, ``(T_grid, gh, gw)`` in patches.
+        frame_size: ``(H, W)`` the frames were resized to.
+        second_per_grid_ts: ``(1,)`` float, seconds one temporal grid step spans (Qwen2.5-VL's
+            temporal position spacing).
+    """
+
+    pixel_values_videos: torch.Tensor
+    video_grid_thw: torch.Tensor
+    frame_size: tuple[int, int]
+    second_per_grid_ts: torch.Tensor
+
+
+class Qwen2VLAdapter(MLLMAdapter):
+    """Adapter of Qwen2-VL and Qwen2.5-VL checkpoints.
+
+    Attributes:
+        preprocessing: how frames become ``pixel_values_videos`` (resize bounds, normalisation).
+        chat_template: the template prompts are rendered with (``None``: the tokenizer's).
+        video_token_id, video_token: the ``<|video_pad|>`` placeholder (from the model config).
+        vision_start_id, vision_end_id: the tokens that must enclose the video in the prompt.
+    """
+
+    family = "qwen2_vl"
+
+    def __init__(
+        self,
+        model: Qwen2VLForConditionalGeneration | Qwen2_5_VLForConditionalGeneration,
+        tokenizer: PreTrainedTokenizerBase,
+        preprocessing: QwenVideoPreprocessing | None = None,
+        chat_template: str | None = None,
+        num_frames: int | None = None,
+        answer_words: tuple[str, str] = ("yes", "no"),
+    ) -> None:
+        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words)
+        config = model.config
+        self.preprocessing = preprocessing or QwenVideoPreprocessing.from_dict({}, config.vision_config)
+        vision = config.vision_config
+        tower = (vision.patch_size, vision.temporal_patch_size, vision.spatial_merge_size)
+        ours = (
+            self.preprocessing.patch_size,
+            self.preprocessing.temporal_patch_size,
+            self.preprocessing.merge_size,
+        )
+        if ours != tower:
+            raise ModelError(
+                f"preprocessing (patch, temporal patch, merge) {ours} differs from the vision tower's {tower}"
+            )
+        self.chat_template = chat_template
+        self.video_token_id = int(config.video_token_id)
+        self.image_token_id = int(config.image_token_id)
+        self.vision_start_id = int(config.vision_start_token_id)
+        self.vision_end_id = int(config.vision_end_token_id)
+        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
+        self._rope_index = _rope_index_function(model)
+        self._rope_takes_seconds = "second_per_grid_ts" in inspect.signature(self._rope_index).parameters
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | Path,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        num_frames: int | None = None,
+        answer_words: tuple[str, str] = ("yes", "no"),
+        attn_implementation: str = "sdpa",
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        frame_size: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> Qwen2VLAdapter:
+        """Load a checkpoint (local directory or hub id) of model type ``qwen2_vl`` or ``qwen2_5_vl``.
+
+        The model loads with SDPA attention by default (the capture delegates to it);
+        ``kwargs`` go to the model's ``from_pretrained``, and the hub ones (``revision``,
+        ``cache_dir``, ``token``, ``local_files_only``, ...) also to the config, tokenizer and
+        files. Preprocessing comes from ``video_preprocessor_config.json`` or
+        ``preprocessor_config.json``; ``min_pixels`` / ``max_pixels`` / ``frame_size`` override
+        it. The prompt template is a processor's ``chat_template.json`` if present, else the
+        tokenizer's.
+        """
+        hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+        try:
+            config = AutoConfig.from_pretrained(str(path_or_id), **hub_kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"{path_or_id}: cannot read the model config ({first_line(exc)})") from exc
+        model_class = _MODEL_CLASSES.get(config.model_type)
+        if model_class is None:
+            raise ModelError(
+                f"{path_or_id}: model_type {config.model_type!r} is not served by the Qwen2-VL adapter "
+                f"(served: {', '.join(_MODEL_CLASSES)})"
+            )
+        try:
+            model = model_class.from_pretrained(
+                path_or_id,
+                config=config,
+                dtype=dtype,
+                device_map=device_map,
+                attn_implementation=attn_implementation,
+                **kwargs,
+            )
+            tokenizer = AutoTokenizer.from_pretrained(path_or_id, **hub_kwargs)
+        except OSError as exc:
+            raise ModelError(f"{path_or_id}: cannot load the checkpoint ({first_line(exc)})") from exc
+        if device is not None and device_map is None:
+            model = model.to(device)
+        overrides = {"min_pixels": min_pixels, "max_pixels": max_pixels, "frame_size": frame_size}
+        preprocessing = QwenVideoPreprocessing.from_checkpoint(
+            path_or_id, model.config.vision_config, overrides, **hub_kwargs
+        )
+        return cls(
+            model,
+            tokenizer,
+            preprocessing=preprocessing,
+            chat_template=processor_chat_template(path_or_id, **hub_kwargs),
+            num_frames=num_frames,
+            answer_words=answer_words,
+        )
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(h, w)`` tokens per frame pair, defined only for a fixed ``preprocessing.frame_size``.
+
+        Qwen's grid follows the frame size: use ``prepared.grid_shape`` of a prepared clip or
+        :meth:`grid_shape_for` of a native frame size; without a fixed size this raises
+        :class:`ModelError`.
+        """
+        if self.preprocessing.frame_size is None:
+            raise ModelError(
+                "the Qwen2-VL grid depends on the frame size: use prepared.grid_shape or "
+                "grid_shape_for(height, width), or load with frame_size=(H, W)"
+            )
+        return self.grid_shape_for(*self.preprocessing.frame_size)
+
+    def grid_shape_for(self, height: int, width: int) -> tuple[int, int]:
+        """``(h, w)`` tokens per frame pair for native frames of ``height x width`` pixels."""
+        resized_h, resized_w = self.preprocessing.resized_size(height, width)
+        return resized_h // self.preprocessing.factor, resized_w // self.preprocessing.factor
+
+    def num_video_tokens(self, num_frames: int, height: int, width: int) -> int:
+        """Tokens ``<|video_pad|>`` expands to: ``ceil(T / 2) * h * w`` (no separators)."""
+        h, w = self.grid_shape_for(height, width)
+        return -(-num_frames // self.preprocessing.temporal_patch_size) * h * w
+
+    def pair_frame_ids(self, frame_ids: np.ndarray) -> torch.Tensor:
+        """``(T_grid,)`` long: the first native frame id of each temporal group of frames."""
+        ids = torch.as_tensor(np.asarray(frame_ids), dtype=torch.long)
+        return ids[:: self.preprocessing.temporal_patch_size].clone()
+
+    def video_inputs(self, clip: Clip) -> QwenVideoInputs:
+        """``pixel_values_videos`` and ``video_grid_thw`` of the clip's frames, as the processor makes them."""
+        frames = np.asarray(clip.frames)
+        if frames.ndim != 4:
+            raise ValueError(f"frames must be (T, H, W, 3) RGB, got shape {frames.shape}")
+        size = self.preprocessing.resized_size(frames.shape[1], frames.shape[2])
+        norm = self.preprocessing.normalisation
+        pixels = normalise_frames(resize_frames(frames, size[0], size[1], norm.resample), norm)
+        rows, grid = patchify_video(
+            pixels,
+            self.preprocessing.patch_size,
+            self.preprocessing.temporal_patch_size,
+            self.preprocessing.merge_size,
+        )
+        tower = next(self.model.model.visual.parameters())
+        return QwenVideoInputs(
+            pixel_values_videos=rows.to(device=tower.device, dtype=tower.dtype),
+            video_grid_thw=torch.tensor([grid], dtype=torch.long, device=tower.device),
+            frame_size=size,
+            second_per_grid_ts=torch.tensor([self._seconds_per_grid(clip)], dtype=torch.float32),
+        )
+
+    def _seconds_per_grid(self, clip: Clip) -> float:
+        """Seconds a temporal grid step spans: ``temporal_patch_size`` mean sampling intervals."""
+        times = np.asarray(clip.times, dtype=np.float64).reshape(-1)
+        if times.size >= 2 and times[-1] > times[0]:
+            interval = float((times[-1] - times[0]) / (times.size - 1))
+        elif clip.fps > 0:
+            interval = 1.0 / float(clip.fps)
+        else:
+            interval = 1.0
+        return self.preprocessing.temporal_patch_size * interval
+
+    @torch.no_grad()
+    def video_features(self, inputs: QwenVideoInputs) -> torch.Tensor:
+        """The model's own video features: ``(T_grid * h * w, D)``."""
+        out = self.model.get_video_features(
+            pixel_values_videos=inputs.pixel_values_videos,
+            video_grid_thw=inputs.video_grid_thw,
+            return_dict=True,
+        )
+        features = out.pooler_output[0]
+        expected = int(inputs.video_grid_thw.prod()) // self.preprocessing.merge_size**2
+        if features.shape[0] != expected:
+            raise ModelError(f"the model produced {features.shape[0]} video tokens, expected {expected}")
+        return features
+
+    def render_prompt(self, question: str) -> str:
+        return render_video_prompt(
+            self.tokenizer, question, self.video_token, self.chat_template, text_content=QWEN_TEXT_CONTENT
+        )
+
+    def mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``input_ids``-shaped long modality types, as the processors make them: text 0, image 1, video 2."""
+        types = torch.zeros_like(input_ids)
+        types[input_ids == self.image_token_id] = _IMAGE_TYPE
+        types[input_ids == self.video_token_id] = _VIDEO_TYPE
+        return types
+
+    def position_ids(
+        self, input_ids: torch.Tensor, video_grid_thw: torch.Tensor, second_per_grid_ts: torch.Tensor
+    ) -> torch.Tensor:
+        """``(3, 1, N)`` M-RoPE positions (temporal, row, column) from the model's ``get_rope_index``."""
+        kwargs: dict[str, Any] = {
+            "mm_token_type_ids": self.mm_token_type_ids(input_ids),
+            "video_grid_thw": video_grid_thw.to(input_ids.device),
+            "attention_mask": torch.ones_like(input_ids),
+        }
+        if self._rope_takes_seconds:
+            kwargs["second_per_grid_ts"] = second_per_grid_ts.to(input_ids.device)
+        positions, _ = self._rope_index(input_ids, **kwargs)
+        return positions
+
+    @torch.no_grad()
+    def prepare(self, clip: Clip, question: str) -> PreparedInputs:
+        """Embeddings of the chat prompt with the clip's video features in place of ``<|video_pad|>``.
+
+        ``model_kwargs`` carries the M-RoPE ``position_ids`` ``(3, 1, N)`` and the
+        ``mm_token_type_ids`` ``(1, N)``. Runs without autograd: gradients reach the visual
+        tokens through ``forward``'s ``visual_delta`` only.
+        """
+        video = self.video_inputs(clip)
+        features = self.video_features(video)
+        t_grid = int(video.video_grid_thw[0, 0])
+        h, w = (int(side) // self.preprocessing.merge_size for side in video.video_grid_thw[0, 1:])
+        prompt = tokenize_video_prompt(
+            self.tokenizer, self.render_prompt(question), question, self.video_token_id, t_grid * h * w
+        )
+        start, end = prompt.visual_start, prompt.visual_start + prompt.num_visual
+        ids = prompt.input_ids
+        if (
+            start == 0
+            or ids[start - 1] != self.vision_start_id
+            or end >= len(ids)
+            or ids[end] != self.vision_end_id
+        ):
+            raise ModelError(
+                "the chat template does not enclose the video in <|vision_start|> ... <|vision_end|>"
+            )
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        # Same scatter as the model's forward: features fill the placeholder positions in order.
+        placeholder = (input_ids == self.video_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(placeholder, features.to(embeds.device, embeds.dtype))
+        model_kwargs = {
+            "position_ids": self.position_ids(input_ids, video.video_grid_thw, video.second_per_grid_ts),
+            "mm_token_type_ids": self.mm_token_type_ids(input_ids),
+        }
+        return PreparedInputs(
+            input_ids=input_ids,
+            inputs_embeds=embeds,
+            attention_mask=torch.ones_like(input_ids),
+            visual_grid=torch.arange(start, end).reshape(t_grid, h, w),
+            special_positions=torch.tensor(prompt.special_positions, dtype=torch.long),
+            special_tokens=prompt.special_tokens,
+            answer_position=prompt.answer_position,
+            frame_ids=self.pair_frame_ids(clip.frame_ids),
+            model_kwargs=model_kwargs,
+        )
+
+
+def _rope_index_function(model: torch.nn.Module) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """The model's ``get_rope_index`` (on the inner ``Qwen2VLModel`` in transformers 5.x)."""
+    for owner in (getattr(model, "model", None), model):
+        function = getattr(owner, "get_rope_index", None)
+        if callable(function):
+            return function
+    raise ModelError(
+        f"{type(model).__name__} has no get_rope_index: this transformers version is not supported"
+    )

@@ -264,3 +264,15 @@ def add_visual_delta(prepared: PreparedInputs, visual_delta: torch.Tensor | None
     positions = prepared.visual_positions.to(embeds.device)
     # Out of place, so the prepared embeddings can be reused across optimisation steps.
     return embeds.index_add(1, positions, visual_delta.to(device=embeds.device, dtype=embeds.dtype)[None])
+
+
+def embed_with_features(
+    model: torch.nn.Module, input_ids: torch.Tensor, placeholder_id: int, features: torch.Tensor
+) -> torch.Tensor:
+    """Input embeddings ``(1, N, D)`` with ``features`` ``(P, D)`` at the placeholder positions.
+
+    The same scatter as the models' own forward: features fill the placeholders in order.
+    """
+    embeds = model.get_input_embeddings()(input_ids)
+    placeholder = (input_ids == placeholder_id).unsqueeze(-1)
+    return embeds.masked_scatter(placeholder, features.to(embeds.device, embeds.dtype))

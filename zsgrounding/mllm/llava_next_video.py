@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerBase
 
-from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, embed_with_features
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, processor_chat_template, read_json
 from zsgrounding.mllm.preprocess import PREPROCESSOR_FILES, FramePreprocessing, preprocess_frames
@@ -278,10 +278,7 @@ class LlavaNextVideoAdapter(MLLMAdapter):
             self.num_video_tokens(num_frames),
         )
         input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=self.device)
-        embeds = self.model.get_input_embeddings()(input_ids)
-        # Same scatter as the model's forward: features fill the placeholder positions in order.
-        placeholder = (input_ids == self.video_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(placeholder, features.to(embeds.device, embeds.dtype))
+        embeds = embed_with_features(self.model, input_ids, self.video_token_id, features)
 
         h, w = self.grid_shape
         start = prompt.visual_start

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
 
-from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, embed_with_features
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import HUB_KWARGS, processor_chat_template
 from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
@@ -160,10 +160,7 @@ class LlavaOnevisionAdapter(MLLMAdapter):
             self.num_video_tokens(num_frames),
         )
         input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=self.device)
-        embeds = self.model.get_input_embeddings()(input_ids)
-        # Same scatter as the model's forward: features fill the placeholder positions in order.
-        placeholder = (input_ids == self.video_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(placeholder, features.to(embeds.device, embeds.dtype))
+        embeds = embed_with_features(self.model, input_ids, self.video_token_id, features)
 
         h, w = self._grid
         start, grid_size = prompt.visual_start, num_frames * h * w

@@ -52,7 +52,7 @@ from transformers import (
     Qwen2VLForConditionalGeneration,
 )
 
-from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, embed_with_features
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, processor_chat_template, read_json
 from zsgrounding.mllm.preprocess import (
@@ -496,10 +496,7 @@ class Qwen2VLAdapter(MLLMAdapter):
                 "the chat template does not enclose the video in <|vision_start|> ... <|vision_end|>"
             )
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        embeds = self.model.get_input_embeddings()(input_ids)
-        # Same scatter as the model's forward: features fill the placeholder positions in order.
-        placeholder = (input_ids == self.video_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(placeholder, features.to(embeds.device, embeds.dtype))
+        embeds = embed_with_features(self.model, input_ids, self.video_token_id, features)
         model_kwargs = {
             "position_ids": self.position_ids(input_ids, video.video_grid_thw, video.second_per_grid_ts),
             "mm_token_type_ids": self.mm_token_type_ids(input_ids),

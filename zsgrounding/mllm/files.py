@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoTokenizer
 from transformers.utils import cached_file
 
-from zsgrounding.mllm.errors import ModelError
+from zsgrounding.mllm.errors import ModelError, first_line
 
 # from_pretrained keywords that also locate the tokenizer and the preprocessor files.
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
@@ -58,3 +59,30 @@ def processor_chat_template(path_or_id: str | Path, **hub_kwargs: Any) -> str | 
     if not isinstance(template, str):
         raise ModelError(f"{path}: no 'chat_template' string")
     return template
+
+
+def load_checkpoint(
+    model_class: Any,
+    path_or_id: str | Path,
+    dtype: Any = None,
+    device: Any = None,
+    device_map: Any = None,
+    attn_implementation: str = "sdpa",
+    **kwargs: Any,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Load ``(model, tokenizer, hub_kwargs)`` of a checkpoint, with a one-line error on failure.
+
+    ``kwargs`` go to the model's ``from_pretrained``; the hub ones (:data:`HUB_KWARGS`) also to
+    the tokenizer and are returned for locating the checkpoint's other files.
+    """
+    hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+    try:
+        model = model_class.from_pretrained(
+            path_or_id, dtype=dtype, device_map=device_map, attn_implementation=attn_implementation, **kwargs
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, **hub_kwargs)
+    except OSError as exc:
+        raise ModelError(f"{path_or_id}: cannot load the checkpoint ({first_line(exc)})") from exc
+    if device is not None and device_map is None:
+        model = model.to(device)
+    return model, tokenizer, hub_kwargs

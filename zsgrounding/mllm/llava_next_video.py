@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerBase
+from transformers import LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerBase
 
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, embed_with_features
-from zsgrounding.mllm.errors import ModelError, first_line
-from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, processor_chat_template, read_json
+from zsgrounding.mllm.errors import ModelError
+from zsgrounding.mllm.files import checkpoint_file, load_checkpoint, processor_chat_template, read_json
 from zsgrounding.mllm.preprocess import PREPROCESSOR_FILES, FramePreprocessing, preprocess_frames
 from zsgrounding.mllm.prompt import render_video_prompt, tokenize_video_prompt
 from zsgrounding.types import Clip
@@ -152,20 +152,15 @@ class LlavaNextVideoAdapter(MLLMAdapter):
         where they say nothing); the prompt template from a processor's ``chat_template.json``
         if present, else the tokenizer's, else :data:`VICUNA_VIDEO_TEMPLATE`.
         """
-        hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
-        try:
-            model = LlavaNextVideoForConditionalGeneration.from_pretrained(
-                path_or_id,
-                dtype=dtype,
-                device_map=device_map,
-                attn_implementation=attn_implementation,
-                **kwargs,
-            )
-            tokenizer = AutoTokenizer.from_pretrained(path_or_id, **hub_kwargs)
-        except OSError as exc:
-            raise ModelError(f"{path_or_id}: cannot load the checkpoint ({first_line(exc)})") from exc
-        if device is not None and device_map is None:
-            model = model.to(device)
+        model, tokenizer, hub_kwargs = load_checkpoint(
+            LlavaNextVideoForConditionalGeneration,
+            path_or_id,
+            dtype,
+            device,
+            device_map,
+            attn_implementation,
+            **kwargs,
+        )
         preprocessing = clip_preprocessing(
             path_or_id, size=model.config.vision_config.image_size, **hub_kwargs
         )

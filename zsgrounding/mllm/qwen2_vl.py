@@ -45,7 +45,6 @@ import numpy as np
 import torch
 from transformers import (
     AutoConfig,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Qwen2_5_VLForConditionalGeneration,
@@ -54,7 +53,13 @@ from transformers import (
 
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, embed_with_features
 from zsgrounding.mllm.errors import ModelError, first_line
-from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, processor_chat_template, read_json
+from zsgrounding.mllm.files import (
+    HUB_KWARGS,
+    checkpoint_file,
+    load_checkpoint,
+    processor_chat_template,
+    read_json,
+)
 from zsgrounding.mllm.preprocess import (
     PREPROCESSOR_FILES,
     FramePreprocessing,
@@ -339,20 +344,9 @@ class Qwen2VLAdapter(MLLMAdapter):
                 f"{path_or_id}: model_type {config.model_type!r} is not served by the Qwen2-VL adapter "
                 f"(served: {', '.join(_MODEL_CLASSES)})"
             )
-        try:
-            model = model_class.from_pretrained(
-                path_or_id,
-                config=config,
-                dtype=dtype,
-                device_map=device_map,
-                attn_implementation=attn_implementation,
-                **kwargs,
-            )
-            tokenizer = AutoTokenizer.from_pretrained(path_or_id, **hub_kwargs)
-        except OSError as exc:
-            raise ModelError(f"{path_or_id}: cannot load the checkpoint ({first_line(exc)})") from exc
-        if device is not None and device_map is None:
-            model = model.to(device)
+        model, tokenizer, hub_kwargs = load_checkpoint(
+            model_class, path_or_id, dtype, device, device_map, attn_implementation, config=config, **kwargs
+        )
         overrides = {"min_pixels": min_pixels, "max_pixels": max_pixels, "frame_size": frame_size}
         preprocessing = QwenVideoPreprocessing.from_checkpoint(
             path_or_id, model.config.vision_config, overrides, **hub_kwargs

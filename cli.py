@@ -132,6 +132,363 @@ def demo(out: Path, count: int, seed: int) -> None:
     run_demo(out, count=count, seed=seed, echo=click.echo)
 
 
+# --------------------------------------------------------------------------- training-free grounding
+
+
+def _layer_window(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        lo, hi = (int(v) for v in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not LO:HI (e.g. 6:25)") from None
+    if not 0 <= lo < hi:
+        raise click.BadParameter(f"{value!r}: need 0 <= LO < HI")
+    return lo, hi
+
+
+def zero_shot_options(fn):
+    """Options of the training-free grounder, shared by `ground`, `eval` and `compare`."""
+    options = [
+        click.option(
+            "--model",
+            default="toy",
+            show_default=True,
+            help="MLLM checkpoint: local folder or hub id ('toy': the shipped toy-world model).",
+        ),
+        click.option("--family", default=None, help="Force the adapter family (else read from the config)."),
+        click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True),
+        click.option(
+            "--gti",
+            type=click.Choice(["max_activation", "mean", "fixed"]),
+            default="max_activation",
+            show_default=True,
+            help="Grounding token: highest visual activation, mean of all, or a fixed one.",
+        ),
+        click.option("--fixed-index", type=int, default=-1, show_default=True, help="Token for --gti fixed."),
+        click.option("--spatial-prompt/--no-spatial-prompt", default=True, show_default=True),
+        click.option("--temporal-prompt/--no-temporal-prompt", default=True, show_default=True),
+        click.option(
+            "--tas/--no-tas", default=True, show_default=True, help="Temporal-augmented assembling."
+        ),
+        click.option(
+            "--relative/--no-relative",
+            default=False,
+            show_default=True,
+            help="Divide maps by those of the prompt 'please describe this video'.",
+        ),
+        click.option(
+            "--layers", callback=_layer_window, default=None, help="Layer window LO:HI (default all)."
+        ),
+        click.option("--lra-steps", type=click.IntRange(min=0), default=2, show_default=True),
+        click.option("--lra-step-size", type=float, default=8.0, show_default=True),
+        click.option(
+            "--span-frames",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Frames of the temporal window (default half the sampled frames).",
+        ),
+        click.option("--device", default=None, help="torch device of the MLLM (default CPU)."),
+        click.option("--dtype", default=None, help="torch dtype of the MLLM, e.g. bfloat16."),
+        click.option(
+            "--proposals",
+            "proposals_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Track store folder: tracks are read from it, or extracted and saved into it.",
+        ),
+        click.option("--detector", default=None, help="Grounding DINO checkpoint (folder or hub id)."),
+        click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True),
+        click.option("--sam2", "sam2_model", default=None, help="SAM2 video checkpoint (folder or hub id)."),
+        click.option(
+            "--decompositions",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="The reference's gpt4_decompose_attr_action.json (else LLM endpoint, else rules).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
+    """Build the grounder the shared options describe."""
+    from zsgrounding.decompose import Decomposer
+    from zsgrounding.lra import LRAConfig
+    from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
+    from zsgrounding.proposals.source import make_proposer
+    from zsgrounding.tubes import TubeScorerConfig
+
+    config = ZeroShotConfig(
+        model=opts["model"],
+        family=opts["family"],
+        num_frames=opts["num_frames"],
+        gti=opts["gti"],
+        fixed_index=opts["fixed_index"],
+        spatial_prompt=opts["spatial_prompt"],
+        temporal_prompt=opts["temporal_prompt"],
+        tas=opts["tas"],
+        layers=opts["layers"],
+        relative=opts["relative"],
+        lra=LRAConfig(steps=opts["lra_steps"], step_size=opts["lra_step_size"]),
+        scorer=TubeScorerConfig(span_frames=opts["span_frames"]),
+        dtype=opts["dtype"],
+        device=opts["device"],
+    )
+    cache = out / "decompositions.json" if out is not None else None
+    decomposer = Decomposer.from_env(cache_path=cache, reference_path=opts["decompositions"])
+    proposer = make_proposer(
+        store_dir=opts["proposals_dir"] or (out / "tracks" if out is not None and toy_dir is None else None),
+        toy_dir=toy_dir if opts["proposals_dir"] is None else None,
+        detector=opts["detector"],
+        tracker=opts["tracker"],
+        sam2=opts["sam2_model"],
+        device=opts["device"],
+    )
+    return ZeroShotGrounder(config, decomposer=decomposer, proposer=proposer)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("query")
+@zero_shot_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--format", "fmt", type=click.Choice(["gif", "mp4"]), default="gif", show_default=True)
+@click.option(
+    "--toy-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A toy-world folder the video comes from: its object tracks are the proposals.",
+)
+def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, **opts) -> None:
+    """Ground QUERY in VIDEO: writes the result JSON, an annotated video and plots into OUT."""
+    from zsgrounding.runner import result_record
+    from zsgrounding.viz import render_result
+
+    if not query.strip():
+        raise click.UsageError("QUERY is empty: give the sentence to ground")
+    grounder = _zero_shot(opts, out, toy_dir)
+    result = grounder.ground(video, query)
+    out.mkdir(parents=True, exist_ok=True)
+    record = result_record(video.name, result, result.extras.get("timings", {}).get("total", 0.0))
+    result_path = out / f"{video.stem}_result.json"
+    result_path.write_text(json.dumps(record, indent=1) + "\n")
+    paths = {"result": result_path}
+    paths.update(render_result(out, video, result, query, format=fmt))
+    tube = result.tube
+    if len(tube) == 0:
+        click.echo(f"no tube: {result.extras.get('reason', 'nothing grounded')}")
+    else:
+        click.echo(f"tube: frames [{tube.start}, {tube.end}) of {video.name}, {len(tube.frame_ids)} boxes")
+    subs = result.extras.get("sub_queries", {})
+    if subs:
+        click.echo(
+            f"attribute: {subs.get('attribute')!r}  action: {subs.get('action')!r}  ({subs.get('source')})"
+        )
+    for name, path in paths.items():
+        click.echo(f"{name + ':':12s}{path}")
+
+
+@cli.command("eval")
+@click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
+@click.option(
+    "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
+)
+@click.option(
+    "--videos",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Video folder (toy: defaults to the dataset's own videos/).",
+)
+@click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option("--method", type=click.Choice(["zero-shot"]), default="zero-shot", show_default=True)
+@zero_shot_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
+@click.option(
+    "--resume/--no-resume", default=True, show_default=True, help="Skip samples already done in OUT."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_(
+    dataset: str,
+    gt_path: Path,
+    videos: Path | None,
+    vidor_dir: Path | None,
+    method: str,
+    out: Path,
+    max_samples: int | None,
+    resume: bool,
+    quiet: bool,
+    **opts,
+) -> None:
+    """Ground every sentence of a dataset; results stream to OUT and the run resumes when restarted.
+
+    Under `torchrun --nproc_per_node=N` each rank takes every N-th sample; rank 0 merges and scores.
+    """
+    from zsgrounding.datasets import load_dataset
+    from zsgrounding.report import markdown_table, stvg_rows
+    from zsgrounding.runner import RunConfig, run_dataset
+
+    kw: dict[str, object] = {}
+    if videos is not None:
+        kw["video_root"] = videos
+    if dataset == "vidstg":
+        kw["vidor_dir"] = vidor_dir
+    samples = load_dataset(dataset, gt_path, **kw)
+    if max_samples is not None:
+        samples = samples[:max_samples]
+    toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
+    grounder = _zero_shot(opts, out, toy_dir)
+    summary = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=resume, progress=not quiet))
+    if summary.metrics is None:
+        return  # a rank other than 0: rank 0 reports
+    click.echo(markdown_table(stvg_rows(summary.metrics, method)))
+    click.echo(f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}")
+    for name, path in summary.paths.items():
+        click.echo(f"{name + ':':12s}{path}")
+
+
+@cli.command()
+@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("noun_phrase")
+@click.option("--detector", default="IDEA-Research/grounding-dino-tiny", show_default=True)
+@click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True)
+@click.option("--sam2", "sam2_model", default="facebook/sam2.1-hiera-tiny", show_default=True)
+@click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--device", default=None)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Track store folder."
+)
+def proposals(
+    video: Path,
+    noun_phrase: str,
+    detector: str,
+    tracker: str,
+    sam2_model: str,
+    num_frames: int,
+    device: str | None,
+    out: Path,
+) -> None:
+    """Detect NOUN_PHRASE in VIDEO and link the detections into tracks (saved in the track store OUT)."""
+    from zsgrounding.proposals.source import make_proposer
+    from zsgrounding.video import sample_uniform
+
+    proposer = make_proposer(
+        store_dir=out, detector=detector, tracker=tracker, sam2=sam2_model, device=device
+    )
+    clip = sample_uniform(video, num_frames)
+    tracks = proposer(clip, noun_phrase, video.name)
+    click.echo(f"{len(tracks)} tracks of {noun_phrase!r} in {video.name}: {proposer.store.path(video.name)}")
+    for track in tracks:
+        click.echo(
+            f"  track {track.track_id}: {track.label!r} score {track.score:.2f}, {len(track.frame_ids)} frames"
+        )
+
+
+@cli.command()
+@click.argument("queries", nargs=-1, required=True)
+@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Cache file.")
+@click.option("--rules", is_flag=True, help="Offline rules only, even when an LLM endpoint is configured.")
+def decompose(queries: tuple[str, ...], cache: Path | None, rules: bool) -> None:
+    """Split each query into its attribute and action sub-queries (JSON lines).
+
+    Uses the OpenAI-compatible endpoint of STVG_LLM_BASE_URL / STVG_LLM_MODEL / STVG_LLM_API_KEY
+    when set, else offline rules.
+    """
+    from zsgrounding.decompose import Decomposer
+
+    decomposer = Decomposer(None, None, None) if rules else Decomposer.from_env(cache_path=cache)
+    for query in queries:
+        parts = decomposer.decompose(query)
+        click.echo(
+            json.dumps(
+                {
+                    "query": query,
+                    "attribute": parts.attribute,
+                    "action": parts.action,
+                    "questions": [parts.attribute_question, parts.action_question],
+                    "source": parts.source,
+                }
+            )
+        )
+
+
+@cli.command()
+@click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
+@click.option(
+    "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
+)
+@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--model", default="toy", show_default=True, help="MLLM checkpoint (folder or hub id, or 'toy')."
+)
+@click.option("--family", default=None)
+@click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--layers", callback=_layer_window, default=None, help="Layer window LO:HI (default all).")
+@click.option(
+    "--proposals",
+    "proposals_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Track store for the rank accuracy (toy: the dataset's own object tracks).",
+)
+@click.option("--consistency", is_flag=True, help="Also run reversed frames: temporal consistency (eq. 5).")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the table here."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def pilot(
+    dataset: str,
+    gt_path: Path,
+    videos: Path | None,
+    vidor_dir: Path | None,
+    model: str,
+    family: str | None,
+    num_frames: int,
+    layers: tuple[int, int] | None,
+    proposals_dir: Path | None,
+    consistency: bool,
+    max_samples: int | None,
+    out: Path | None,
+    quiet: bool,
+) -> None:
+    """Seed 003's pilot study: attention ratio, hit ratio and rank accuracy per special token."""
+    from zsgrounding.assets import resolve_model
+    from zsgrounding.datasets import load_dataset
+    from zsgrounding.mllm import load_adapter
+    from zsgrounding.pilot_run import run_pilot
+    from zsgrounding.proposals.source import make_proposer
+
+    kw: dict[str, object] = {}
+    if videos is not None:
+        kw["video_root"] = videos
+    if dataset == "vidstg":
+        kw["vidor_dir"] = vidor_dir
+    samples = load_dataset(dataset, gt_path, **kw)[:max_samples]
+    toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
+    proposer = None
+    if proposals_dir is not None or toy_dir is not None:
+        proposer = make_proposer(store_dir=proposals_dir, toy_dir=toy_dir if proposals_dir is None else None)
+    adapter = load_adapter(resolve_model(model), family=family, num_frames=num_frames)
+    run = run_pilot(
+        adapter,
+        samples,
+        layers=layers,
+        tracks_for=(lambda s, clip: proposer(clip, "", Path(s.video).name)) if proposer else None,
+        consistency=consistency,
+        progress=not quiet,
+    )
+    text = run.to_markdown()
+    click.echo(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        click.echo(f"table: {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

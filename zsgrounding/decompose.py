@@ -45,7 +45,7 @@ from zsgrounding.datasets.toyworld import CaptionParts
 from zsgrounding.errors import STVGError
 
 QUESTION_TEMPLATE = "Is there {} in this video?"
-SOURCES = ("llm", "cache", "reference", "rules", "fallback")
+SOURCES = ("llm", "cache", "reference", "rules", "fallback", "query")
 DEFAULT_MODEL = "gpt-4o"  # the LLM named by the paper; any chat model behind the endpoint works
 _ARTICLES = frozenset({"a", "an", "the"})
 
@@ -83,7 +83,8 @@ class Decomposition:
             :meth:`for_query` fills it: those files are keyed by video, not by sentence).
         attribute: who / what the target is, as a noun phrase ("the man in the red shirt").
         action: the target and what it does ("the man who turns around").
-        source: where it came from, one of :data:`SOURCES`.
+        source: where it came from, one of :data:`SOURCES` (``"query"``: not decomposed, both
+            sub-queries are the whole query, as the grounder does with both prompts off).
     """
 
     query: str

@@ -393,8 +393,9 @@ class PilotTable:
             "|---|---:|---:|",
         ]
         for name, ratio, hit in zip(self.token_names, self.mean_ratio, self.hit_ratio, strict=True):
-            # Token strings such as "<|im_end|>" hold pipes, which would split the cell.
-            cell = name.replace("|", "\\|")
+            # Token strings such as "<|im_end|>" hold pipes, which would split the cell, and "\n"
+            # would end the row: show control characters escaped.
+            cell = name.encode("unicode_escape").decode("ascii").replace("|", "\\|")
             lines.append(f"| {cell} | {ratio:.3f} | {100 * hit:.1f} |")
         if self.rank_accuracy is not None:
             lines += [

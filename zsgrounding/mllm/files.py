@@ -22,17 +22,23 @@ def checkpoint_file(path_or_id: str | Path, filename: str, **hub_kwargs: Any) ->
     through the transformers cache (``hub_kwargs``: ``revision``, ``cache_dir``, ``token``,
     ``local_files_only``, ...), which may download.
     """
-    local = Path(path_or_id)
+    local = Path(path_or_id).expanduser()
     if local.is_dir():
         candidate = local / filename
         return candidate if candidate.is_file() else None
-    resolved = cached_file(
-        str(path_or_id),
-        filename,
-        _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
-        **hub_kwargs,
-    )
+    # A hub id is "name" or "org/name": anything spelled like a path is a missing folder.
+    if local.is_absolute() or str(path_or_id).startswith((".", "~")) or local.exists():
+        raise ModelError(f"{path_or_id}: no such checkpoint folder")
+    try:
+        resolved = cached_file(
+            str(path_or_id),
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+    except ValueError as exc:  # huggingface_hub's HFValidationError: not a valid repo id
+        raise ModelError(f"{path_or_id}: neither a local folder nor a hub id ({first_line(exc)})") from exc
     return Path(resolved) if resolved is not None else None
 
 

@@ -95,6 +95,11 @@ def entry_for_family(family: str) -> AdapterEntry:
 
 def model_type_of(path_or_id: str | Path, **hub_kwargs: Any) -> str:
     """``config.model_type`` of a checkpoint (local directory, or hub id through the cache)."""
+    local = Path(path_or_id).expanduser()
+    if not local.is_dir() and (
+        local.is_absolute() or str(path_or_id).startswith((".", "~")) or local.exists()
+    ):
+        raise ModelError(f"{path_or_id}: no such checkpoint folder")
     try:
         return str(AutoConfig.from_pretrained(str(path_or_id), **hub_kwargs).model_type)
     except (OSError, ValueError, KeyError) as exc:

@@ -1,0 +1,184 @@
+"""`stvg ground`, `eval`, `decompose`, `pilot` on toy clips with a tiny random-weight LLaVA-OneVision."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tiny_models import save_tiny_llava
+
+from zsgrounding.datasets import load_dataset
+from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
+from zsgrounding.metrics import evaluate
+from zsgrounding.predictions import load_predictions
+
+FAST = ["--num-frames", "3", "--lra-steps", "1", "--lra-step-size", "1.0"]
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("toy")
+    make_dataset(out, 3, ToyWorldConfig(seed=5), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_llava(tmp_path_factory.mktemp("llava"))
+
+
+@pytest.fixture(autouse=True)
+def _no_endpoint(monkeypatch: pytest.MonkeyPatch):
+    # No LLM endpoint here: make sure a developer's environment does not point at one.
+    for name in ("STVG_LLM_BASE_URL", "STVG_LLM_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_ground_writes_result_video_and_plots(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    sample = load_dataset("toy", toy_dir)[0]
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        [
+            "ground",
+            str(sample.video),
+            sample.sentence,
+            "--model",
+            str(model_dir),
+            "--toy-dir",
+            str(toy_dir),
+            *FAST,
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, stderr
+    stem = sample.video.stem
+    record = json.loads((out / f"{stem}_result.json").read_text())
+    assert record["id"] == sample.video.name
+    assert 0 <= record["tube"]["start"] < record["tube"]["end"]
+    assert record["extras"]["sub_queries"]["source"] == "rules"
+    with Image.open(out / f"{stem}_grounded.gif") as gif:
+        assert gif.n_frames > 1
+    assert (out / f"{stem}_temporal.png").stat().st_size > 0
+    assert (out / f"{stem}_attention.png").stat().st_size > 0
+    assert "tube: frames [" in stdout and f"{stem}_grounded.gif" in stdout
+
+
+def test_eval_streams_resumes_and_scores(run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "eval",
+        "--dataset",
+        "toy",
+        "--gt",
+        str(toy_dir),
+        "--model",
+        str(model_dir),
+        *FAST,
+        "--out",
+        str(out),
+    ]
+    code, stdout, stderr = run_cli([*args, "--max-samples", "2", "--quiet"])
+    assert code == 0, stderr
+    assert "done 2, skipped (already done) 0, failed 0" in stdout
+    code, stdout, stderr = run_cli([*args, "--quiet"])
+    assert code == 0, stderr
+    assert "done 1, skipped (already done) 2, failed 0" in stdout
+
+    lines = (out / "results.jsonl").read_text().splitlines()
+    samples = load_dataset("toy", toy_dir)
+    assert [json.loads(line)["id"] for line in lines] == [s.id for s in samples]
+    predictions = load_predictions(out / "predictions.json")
+    expected = evaluate(predictions, {s.id: s.gt for s in samples}).report()
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(expected))
+
+
+def test_decompose_rules_prints_json_lines(run_cli) -> None:
+    code, stdout, _ = run_cli(
+        [
+            "decompose",
+            "--rules",
+            "the big red circle that moves left",
+            "the man in the red shirt who turns around",
+        ]
+    )
+    assert code == 0
+    first, second = (json.loads(line) for line in stdout.splitlines())
+    assert first["attribute"] == "the big red circle" and first["action"] == "the circle that moves left"
+    assert second["attribute"] == "the man in the red shirt"
+    assert second["questions"][0] == "Is there the man in the red shirt in this video?"
+
+
+def test_pilot_prints_the_table(run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+    table = tmp_path / "pilot.md"
+    code, stdout, stderr = run_cli(
+        [
+            "pilot",
+            "--dataset",
+            "toy",
+            "--gt",
+            str(toy_dir),
+            "--model",
+            str(model_dir),
+            "--num-frames",
+            "3",
+            "--consistency",
+            "--quiet",
+            "--out",
+            str(table),
+        ]
+    )
+    assert code == 0, stderr
+    text = table.read_text()
+    assert "| token | mean attention ratio | hit ratio (%) |" in text
+    assert "Grounding accuracy per rank of visual activation (3 samples with proposals)" in text
+    assert "Temporal consistency" in text and text in stdout
+    # The hit ratios over the special tokens add up to 100 %.
+    hits = [float(row.split("|")[-2]) for row in text.split("\n\n")[1].splitlines()[2:]]
+    assert sum(hits) == pytest.approx(100.0, abs=0.2)
+
+
+def test_bad_input_is_one_line_and_exit_2(run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+    video = next((toy_dir / "videos").iterdir())
+    code, _, stderr = run_cli(["ground", str(video), "  ", "--model", str(model_dir), "--out", str(tmp_path)])
+    assert code == 2 and stderr.startswith("stvg: error:") and len(stderr.strip().splitlines()) == 1
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video at all")
+    code, _, stderr = run_cli(
+        [
+            "ground",
+            str(corrupt),
+            "the red circle",
+            "--model",
+            str(model_dir),
+            "--toy-dir",
+            str(toy_dir),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2 and "corrupt.mp4" in stderr and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = run_cli(
+        [
+            "ground",
+            str(video),
+            "the red circle",
+            "--model",
+            str(tmp_path / "nowhere"),
+            "--toy-dir",
+            str(toy_dir),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = run_cli(["ground", str(video), "x", "--layers", "5:2", "--out", str(tmp_path)])
+    assert code == 2 and "LO < HI" in stderr

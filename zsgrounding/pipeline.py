@@ -1,0 +1,315 @@
+"""The training-free grounder of seed 003: one config, one ``ground`` call.
+
+``ZeroShotGrounder(config).ground(video, query)`` runs, in order:
+
+1. sample ``num_frames`` frames uniformly (:mod:`zsgrounding.video`);
+2. decompose the query into an attribute and an action sub-query (:mod:`zsgrounding.decompose`);
+3. get object tracks: given by the caller, from the track store, or extracted with Grounding
+   DINO + SAM2 / the IoU tracker (:mod:`zsgrounding.proposals`);
+4. spatial maps: the special tokens' attention for "Is there {attribute} in this video?", with
+   the LRA latent tuned on it (spatial prompt) and TAS assembling both frame orders;
+5. temporal maps: the same for the action sub-query (temporal prompt), without TAS;
+6. grounding-token identification on each (:mod:`zsgrounding.gti`);
+7. the shared tube scorer: the track with the highest spatial score, its span from the temporal
+   map (:class:`zsgrounding.tubes.TubeScorer`).
+
+Each component has a flag, so the rows of seed 003's Table 2 are configs:
+
+=============================  ======  ===============  ================  =====
+row                            gti     spatial_prompt   temporal_prompt   tas
+=============================  ======  ===============  ================  =====
+mean of special tokens         mean    off              off               off
++ GTI                          max     off              off               off
++ spatial prompt               max     on               off               off
++ temporal prompt              max     off              on                off
++ both                         max     on               on                off
++ TAS (full method)            max     on               on                on
+=============================  ======  ===============  ================  =====
+
+With a prompt off, that branch asks the full query and tunes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zsgrounding.assets import resolve_model
+from zsgrounding.decompose import QUESTION_TEMPLATE, Decomposer, Decomposition, noun_phrase, tidy
+from zsgrounding.errors import STVGError
+from zsgrounding.gti import GTIMethod, select_grounding_token
+from zsgrounding.lra import LRAConfig, lra_maps, tune_latent
+from zsgrounding.mllm import MLLMAdapter, load_adapter
+from zsgrounding.tas import tas_maps
+from zsgrounding.tubes import TubeScorer, TubeScorerConfig
+from zsgrounding.types import Clip, GroundingResult, Sample, Track
+from zsgrounding.video import sample_uniform
+
+__all__ = ["ZeroShotConfig", "ZeroShotGrounder", "interrogative"]
+
+
+def interrogative(sub_query: str, template: str = QUESTION_TEMPLATE) -> str:
+    """The yes/no question of a (sub-)query: ``"Is there the red circle in this video?"``."""
+    return template.format(tidy(sub_query))
+
+
+@dataclass
+class ZeroShotConfig:
+    """Settings of the training-free grounder.
+
+    Attributes:
+        model: checkpoint directory or hub id of the MLLM (any family of :mod:`zsgrounding.mllm`).
+        family: force an adapter family instead of reading the checkpoint's ``model_type``.
+        num_frames: frames sampled uniformly from the video (seed 003: 20).
+        gti: grounding-token identification: ``"max_activation"`` (the paper's GTI),
+            ``"mean"`` of all special tokens (Table 2's first row) or ``"fixed"``.
+        fixed_index: the special token used with ``gti="fixed"`` (negative: from the end).
+        spatial_prompt: ask the attribute sub-query and tune an LRA latent on it.
+        temporal_prompt: ask the action sub-query and tune an LRA latent on it.
+        tas: assemble the spatial maps of the original and the frame-reversed input.
+        layers: decoder-layer window ``[lo, hi)`` the attention maps are averaged over
+            (``None``: all layers; the reference used 6..25 of 32 for LLaVA).
+        relative: relative attention: divide the maps by those of the generic prompt
+            ("Please describe this video."), which removes what every prompt attends to.
+        lra: the latent tuning (steps, step size, smoothing, contrast with the generic prompt).
+        scorer: the shared tube scorer's settings.
+        question_template: how a sub-query becomes a question.
+        dtype, device: passed to the model loading.
+    """
+
+    model: str = "toy"
+    family: str | None = None
+    num_frames: int = 20
+    gti: GTIMethod = "max_activation"
+    fixed_index: int = -1
+    spatial_prompt: bool = True
+    temporal_prompt: bool = True
+    tas: bool = True
+    layers: tuple[int, int] | None = None
+    relative: bool = False
+    lra: LRAConfig = field(default_factory=LRAConfig)
+    scorer: TubeScorerConfig = field(default_factory=TubeScorerConfig)
+    question_template: str = QUESTION_TEMPLATE
+    dtype: str | None = None
+    device: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def ablation(self, **changes: Any) -> ZeroShotConfig:
+        """A copy with some flags changed (``config.ablation(tas=False)``)."""
+        return replace(self, **changes)
+
+
+TrackSource = Sequence[Track] | None
+
+
+class ZeroShotGrounder:
+    """Training-free spatio-temporal grounding with an off-the-shelf video MLLM.
+
+    Args:
+        config: the settings.
+        adapter: an already loaded adapter (else loaded from ``config.model`` on first use).
+        decomposer: query decomposition (default: :meth:`Decomposer.from_env`, offline rules
+            when no LLM endpoint is configured).
+        proposer: a callable ``(clip, noun_phrase, key) -> list[Track]`` used when ``ground`` is
+            given no tracks (e.g. :class:`zsgrounding.proposals.ProposalSource`).
+    """
+
+    name = "zero-shot"
+
+    def __init__(
+        self,
+        config: ZeroShotConfig | None = None,
+        adapter: MLLMAdapter | None = None,
+        decomposer: Decomposer | None = None,
+        proposer: Any = None,
+    ) -> None:
+        self.config = config or ZeroShotConfig()
+        self._adapter = adapter
+        self.decomposer = decomposer
+        self.proposer = proposer
+        self.scorer = TubeScorer(self.config.scorer)
+
+    # ------------------------------------------------------------------ components
+
+    @property
+    def adapter(self) -> MLLMAdapter:
+        if self._adapter is None:
+            cfg = self.config
+            self._adapter = load_adapter(
+                resolve_model(cfg.model), family=cfg.family, dtype=cfg.dtype, device=cfg.device
+            )
+        return self._adapter
+
+    def _decomposer(self) -> Decomposer:
+        if self.decomposer is None:
+            self.decomposer = Decomposer.from_env()
+        return self.decomposer
+
+    def decompose(self, query: str, key: str | None = None) -> Decomposition:
+        """The sub-queries of ``query``; only asked for when a prompt needs them."""
+        return self._decomposer().decompose(query, key=key)
+
+    # ------------------------------------------------------------------ grounding
+
+    def ground(
+        self,
+        video: str | Path | Clip,
+        query: str,
+        tracks: TrackSource = None,
+        key: str | None = None,
+    ) -> GroundingResult:
+        """Ground ``query`` in ``video``.
+
+        Args:
+            video: a video file, or an already sampled :class:`Clip`.
+            query: the sentence.
+            tracks: object proposals; when ``None`` the proposer makes them.
+            key: the sample / video id (for the decomposition and track caches).
+
+        Returns:
+            A :class:`GroundingResult`; ``extras`` hold the sub-queries, the chosen grounding
+            tokens, the per-step yes/no scores and ``timings`` in seconds. With no tracks the
+            tube is empty (``extras["reason"] == "no proposals"``).
+        """
+        if not query or not query.strip():
+            raise STVGError("empty query: give the sentence to ground")
+        cfg = self.config
+        timings: dict[str, float] = {}
+        tick = time.perf_counter()
+
+        clip = video if isinstance(video, Clip) else sample_uniform(video, cfg.num_frames)
+        timings["decode"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        if cfg.spatial_prompt or cfg.temporal_prompt:
+            parts = self.decompose(query, key)
+        else:
+            parts = Decomposition(query=query, attribute=query, action=query, source="query")
+        timings["decompose"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        if tracks is None:
+            if self.proposer is None:
+                raise STVGError("no tracks given and no proposer configured: pass tracks= or a proposer")
+            # Tracks belong to the video (one file per video), the key to the sentence.
+            video_key = clip.path.name if clip.path is not None else key
+            tracks = self.proposer(clip, noun_phrase(query), video_key)
+        tracks = list(tracks)
+        timings["proposals"] = time.perf_counter() - tick
+
+        spatial_q = interrogative(parts.attribute if cfg.spatial_prompt else query, cfg.question_template)
+        temporal_q = interrogative(parts.action if cfg.temporal_prompt else query, cfg.question_template)
+
+        tick = time.perf_counter()
+        spatial = self.question_maps(clip, spatial_q, tune=cfg.spatial_prompt, tas=cfg.tas)
+        timings["mllm_spatial"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        if temporal_q == spatial_q and cfg.temporal_prompt == cfg.spatial_prompt and not cfg.tas:
+            temporal = spatial  # same question, same tuning: the same maps
+        else:
+            temporal = self.question_maps(clip, temporal_q, tune=cfg.temporal_prompt, tas=False)
+        timings["mllm_temporal"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        s_pick = select_grounding_token(spatial.maps, cfg.gti, cfg.fixed_index)
+        t_pick = select_grounding_token(temporal.maps, cfg.gti, cfg.fixed_index)
+        s_evidence = np.asarray(s_pick.evidence, dtype=np.float64)
+        t_evidence = np.asarray(t_pick.evidence, dtype=np.float64)
+        result = self.scorer.ground(
+            s_evidence,
+            tracks,
+            clip.frame_ids,
+            clip.num_frames,
+            clip.width,
+            clip.height,
+            temporal_evidence=t_evidence,
+        )
+        timings["scoring"] = time.perf_counter() - tick
+        timings["total"] = sum(timings.values())
+
+        tokens = spatial.token_names
+        result.extras.update(
+            {
+                "query": query,
+                "sub_queries": {"attribute": parts.attribute, "action": parts.action, "source": parts.source},
+                "questions": {"spatial": spatial_q, "temporal": temporal_q},
+                "grounding_token": {
+                    "spatial": _token_name(tokens, s_pick.token_index),
+                    "temporal": _token_name(tokens, t_pick.token_index),
+                },
+                "token_activations": {
+                    "spatial": np.asarray(s_pick.activations, dtype=np.float64).tolist(),
+                    "temporal": np.asarray(t_pick.activations, dtype=np.float64).tolist(),
+                },
+                "yes_no": {"spatial": spatial.scores, "temporal": temporal.scores},
+                "timings": timings,
+                "num_tracks": len(tracks),
+            }
+        )
+        if not tracks:
+            result.extras["reason"] = "no proposals"
+        return result
+
+    def question_maps(self, clip: Clip, question: str, tune: bool, tas: bool) -> QuestionMaps:
+        """The special tokens' maps for one question, tuned with LRA (``tune``) and TAS (``tas``)."""
+        cfg = self.config
+        adapter = self.adapter
+        lra = cfg.lra if tune else replace(cfg.lra, steps=0)
+        prepared = adapter.prepare(clip, question)
+        needs_generic = cfg.relative or (lra.steps > 0 and lra.contrast == "generic")
+        generic = adapter.prepare(clip, lra.generic_question) if needs_generic else None
+        if tas:
+            res = tas_maps(adapter, prepared, generic, lra, cfg.layers, relative=cfg.relative)
+            maps, tuned = res.maps, [res.forward_lra, res.reversed_lra]
+        else:
+            tuned_one = tune_latent(adapter, prepared, generic if lra.contrast == "generic" else None, lra)
+            latent = tuned_one.latent if lra.steps > 0 else None
+            relative_to = generic if cfg.relative else None
+            maps, tuned = (
+                lra_maps(adapter, prepared, latent, cfg.layers, relative_to=relative_to),
+                [tuned_one],
+            )
+        return QuestionMaps(
+            maps=maps.detach().float().cpu().numpy(),
+            token_names=list(prepared.special_tokens),
+            scores=[_lra_summary(t) for t in tuned],
+        )
+
+    def ground_sample(self, sample: Sample, tracks: TrackSource = None) -> GroundingResult:
+        """:meth:`ground` on a dataset sample (the runner's protocol)."""
+        return self.ground(sample.video, sample.sentence, tracks=tracks, key=sample.id)
+
+
+@dataclass
+class QuestionMaps:
+    """The maps of one question.
+
+    Attributes:
+        maps: ``(S, T, h, w)`` float32 attention of the ``S`` special tokens on the visual grid.
+        token_names: the ``S`` special tokens.
+        scores: per tuned latent (two with TAS: forward, reversed), the yes/no contrast before
+            and after tuning and whether the non-finite guard fired.
+    """
+
+    maps: np.ndarray
+    token_names: list[str]
+    scores: list[dict[str, Any]]
+
+
+def _lra_summary(result: Any) -> dict[str, Any]:
+    sub = result.sub_scores[:, 0].tolist() if result.sub_scores.numel() else []
+    gen = result.generic_scores[:, 0].tolist() if result.generic_scores is not None else None
+    return {"s_sub": sub, "s_generic": gen, "stopped": bool(result.non_finite.any())}
+
+
+def _token_name(tokens: Sequence[str], index: int | None) -> str | None:
+    if index is None:
+        return "mean"
+    return f"{index}:{tokens[index]}" if index < len(tokens) else str(index)

@@ -1,0 +1,124 @@
+"""Where a grounder's object tracks come from: the track store, extraction, or the toy world.
+
+A proposer is any callable ``(clip, noun_phrase, key) -> list[Track]``:
+
+- :class:`CachedProposer`: tracks from a :class:`TrackStore` file when it holds tracks made with
+  the same settings (noun phrase and sampled frames included), else extracted with Grounding
+  DINO + SAM2 / the IoU tracker and saved, so a second run never extracts again;
+- :class:`ToyProposer`: the toy world's object tracks from its ``toyworld.json`` sidecar, the
+  stand-in for a perfect detector and tracker (every object, not only the target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from zsgrounding.errors import DatasetError
+from zsgrounding.proposals.store import TrackStore
+from zsgrounding.types import Clip, Track
+
+__all__ = ["CachedProposer", "ToyProposer", "make_proposer"]
+
+Extract = Callable[[Clip, str], list[Track]]
+
+
+class CachedProposer:
+    """Store first, extraction second.
+
+    Args:
+        store: the track files (``None``: never cached).
+        extract: ``(clip, noun_phrase) -> tracks``, e.g. a :class:`~zsgrounding.proposals.extract.Proposer`;
+            ``None`` means store only (a missing file is an error).
+        settings: what the tracks depend on besides the clip and noun phrase (model ids,
+            thresholds); stored with the tracks, a mismatch re-extracts.
+    """
+
+    def __init__(
+        self, store: TrackStore | None, extract: Extract | None, settings: Mapping[str, Any] | None = None
+    ) -> None:
+        if store is None and extract is None:
+            raise ValueError("a proposer needs a track store, an extractor, or both")
+        self.store = store
+        self.extract = extract
+        self.settings = dict(settings or {})
+
+    def _settings(self, clip: Clip, noun_phrase: str) -> dict[str, Any]:
+        return {**self.settings, "noun_phrase": noun_phrase, "frames": [int(f) for f in clip.frame_ids]}
+
+    def __call__(self, clip: Clip, noun_phrase: str, key: str | None = None) -> list[Track]:
+        video_key = key if key is not None else (clip.path.name if clip.path is not None else None)
+        settings = self._settings(clip, noun_phrase)
+        if self.store is not None and video_key is not None:
+            tracks = self.store.load(video_key, settings)
+            if tracks is not None:
+                return tracks
+        if self.extract is None:
+            where = self.store.path(video_key) if (self.store and video_key) else "the track store"
+            raise DatasetError(f"no stored tracks for {video_key!r} with these settings ({where})")
+        tracks = self.extract(clip, noun_phrase)
+        if self.store is not None and video_key is not None:
+            self.store.save(video_key, tracks, settings, clip.num_frames, clip.width, clip.height)
+        return tracks
+
+
+class ToyProposer:
+    """The toy world's object tracks (all objects of the clip) from the dataset's sidecar."""
+
+    def __init__(self, toy_dir: Path | str) -> None:
+        from zsgrounding.datasets.toyworld import load_sidecar
+
+        self.videos: dict[str, Any] = load_sidecar(Path(toy_dir))["videos"]
+
+    def __call__(self, clip: Clip, noun_phrase: str = "", key: str | None = None) -> list[Track]:
+        from zsgrounding.datasets.toyworld import sidecar_tracks
+
+        if key is None or key not in self.videos:
+            raise DatasetError(f"the toy sidecar has no video {key!r}")
+        return sidecar_tracks(self.videos[key])
+
+
+def make_proposer(
+    store_dir: Path | str | None = None,
+    toy_dir: Path | str | None = None,
+    detector: str | None = None,
+    tracker: str = "sam2",
+    sam2: str | None = None,
+    device: str | None = None,
+) -> CachedProposer | ToyProposer:
+    """The proposer the command-line options describe.
+
+    A toy folder (and no store) gives its object tracks. Otherwise tracks come from the store
+    under ``store_dir`` and, for videos it lacks, from Grounding DINO + SAM2 (or the IoU tracker),
+    loaded on first use; the models default to the reference's (Grounding DINO tiny, SAM2.1 tiny).
+    """
+    if toy_dir is not None and store_dir is None:
+        return ToyProposer(toy_dir)
+    from zsgrounding.proposals.extract import ProposalConfig
+
+    defaults = ProposalConfig()
+    config = ProposalConfig(
+        detector=detector or defaults.detector,
+        tracker=tracker,  # type: ignore[arg-type]
+        sam2=sam2 or defaults.sam2,
+        device=device,
+    )
+    settings = {"detector": config.detector, "tracker": config.tracker, "sam2": config.sam2}
+    store = TrackStore(store_dir) if store_dir is not None else None
+    return CachedProposer(store, _LazyProposer(config), settings)
+
+
+class _LazyProposer:
+    """Loads the detector and tracker on the first video that needs them (stored tracks need neither)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._proposer: Any = None
+
+    def __call__(self, clip: Clip, noun_phrase: str) -> list[Track]:
+        if self._proposer is None:
+            from zsgrounding.proposals.extract import Proposer
+
+            self._proposer = Proposer.from_config(self.config)
+        return self._proposer(clip, noun_phrase)

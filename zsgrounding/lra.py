@@ -18,9 +18,10 @@ frame-reversed inputs); each row's loss only reaches its own latent.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -85,6 +86,8 @@ class LRAResult:
         non_finite: ``(B,)`` bool, the non-finite guard stopped this latent (a non-finite loss,
             gradient or update); the latent is the last finite one.
         updates: ``(B,)`` long, the gradient steps applied to each latent.
+        seconds: wall time of the model's forwards and of the backwards, for the whole batch
+            (``{"forward": ..., "backward": ...}``).
     """
 
     latent: torch.Tensor
@@ -93,6 +96,7 @@ class LRAResult:
     losses: torch.Tensor
     non_finite: torch.Tensor
     updates: torch.Tensor
+    seconds: dict[str, float] = field(default_factory=lambda: {"forward": 0.0, "backward": 0.0})
 
     @property
     def stopped(self) -> bool:
@@ -110,6 +114,7 @@ class LRAResult:
             losses=self.losses[:, keep],
             non_finite=self.non_finite[keep],
             updates=self.updates[keep],
+            seconds=dict(self.seconds),
         )
 
 
@@ -181,12 +186,15 @@ def tune_latent(
     active = torch.ones(rows, dtype=torch.bool, device=device)
     non_finite = torch.zeros(rows, dtype=torch.bool, device=device)
     updates = torch.zeros(rows, dtype=torch.long, device=device)
+    seconds = {"forward": 0.0, "backward": 0.0}
     with _frozen(adapter.model), torch.enable_grad():
         for _ in range(config.steps):
             variable = latent.clone().requires_grad_(True)
             # The generic rows see the same latent as their sub-query rows.
             delta = torch.cat([variable, variable]) if contrast else variable
+            tick = time.perf_counter()
             scores = adapter.yes_no_score(adapter.forward(batch, visual_delta=delta)).float()
+            seconds["forward"] += time.perf_counter() - tick
             s_sub = scores[:rows]
             s_generic = scores[rows:] if contrast else torch.zeros_like(s_sub)
             loss = 1.0 - (s_sub - s_generic)
@@ -200,7 +208,9 @@ def tune_latent(
             if not bool(active.any()):
                 break
             # Stopped rows are left out of the sum: their gradient stays zero and unused.
+            tick = time.perf_counter()
             (grad,) = torch.autograd.grad(loss[active].sum(), variable)
+            seconds["backward"] += time.perf_counter() - tick
             grad = grad.detach()
             if config.max_grad_norm is not None:
                 norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
@@ -226,6 +236,7 @@ def tune_latent(
         losses=history(loss_history),
         non_finite=non_finite,
         updates=updates,
+        seconds=seconds,
     )
 
 

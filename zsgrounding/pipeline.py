@@ -46,6 +46,7 @@ from zsgrounding.gti import GTIMethod, select_grounding_token
 from zsgrounding.lra import LRAConfig, lra_maps, tune_latent
 from zsgrounding.mllm import MLLMAdapter, load_adapter
 from zsgrounding.tas import tas_maps
+from zsgrounding.timing import forward_clock
 from zsgrounding.tubes import TubeScorer, TubeScorerConfig
 from zsgrounding.types import Clip, GroundingResult, Sample, Track
 from zsgrounding.video import sample_uniform
@@ -207,15 +208,17 @@ class ZeroShotGrounder:
         spatial_q = interrogative(parts.attribute if cfg.spatial_prompt else query, cfg.question_template)
         temporal_q = interrogative(parts.action if cfg.temporal_prompt else query, cfg.question_template)
 
-        tick = time.perf_counter()
-        spatial = self.question_maps(clip, spatial_q, tune=cfg.spatial_prompt, tas=cfg.tas)
-        timings["mllm_spatial"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        if temporal_q == spatial_q and cfg.temporal_prompt == cfg.spatial_prompt and not cfg.tas:
-            temporal = spatial  # same question, same tuning: the same maps
-        else:
-            temporal = self.question_maps(clip, temporal_q, tune=cfg.temporal_prompt, tas=False)
-        timings["mllm_temporal"] = time.perf_counter() - tick
+        adapter = self.adapter  # loaded on first use, outside the timed grounding
+        with forward_clock(adapter.model) as clock:
+            tick = time.perf_counter()
+            spatial = self.question_maps(clip, spatial_q, tune=cfg.spatial_prompt, tas=cfg.tas)
+            timings["mllm_spatial"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            if temporal_q == spatial_q and cfg.temporal_prompt == cfg.spatial_prompt and not cfg.tas:
+                temporal = spatial  # same question, same tuning: the same maps
+            else:
+                temporal = self.question_maps(clip, temporal_q, tune=cfg.temporal_prompt, tas=False)
+            timings["mllm_temporal"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         s_pick = select_grounding_token(spatial.maps, cfg.gti, cfg.fixed_index)
@@ -233,6 +236,12 @@ class ZeroShotGrounder:
         )
         timings["scoring"] = time.perf_counter() - tick
         timings["total"] = sum(timings.values())
+        # What the MLLM itself costs: its forwards (vision included) and the LRA backwards.
+        timings["model_forward"] = clock.seconds
+        timings["model_backward"] = spatial.backward_seconds + (
+            temporal.backward_seconds if temporal is not spatial else 0.0
+        )
+        timings["outside_model"] = timings["total"] - timings["model_forward"] - timings["model_backward"]
 
         tokens = spatial.token_names
         result.extras.update(
@@ -280,6 +289,8 @@ class ZeroShotGrounder:
             maps=maps.detach().float().cpu().numpy(),
             token_names=list(prepared.special_tokens),
             scores=[_lra_summary(t) for t in tuned],
+            # TAS's two latents share one batch: count its backward time once.
+            backward_seconds=tuned[0].seconds["backward"],
         )
 
     def ground_sample(self, sample: Sample, tracks: TrackSource = None) -> GroundingResult:
@@ -301,6 +312,7 @@ class QuestionMaps:
     maps: np.ndarray
     token_names: list[str]
     scores: list[dict[str, Any]]
+    backward_seconds: float = 0.0
 
 
 def _lra_summary(result: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -489,10 +490,18 @@ def pilot(
         click.echo(f"table: {out}")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"stvg: warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        code = cli.main(args=argv, prog_name="stvg", standalone_mode=False)
+        with warnings.catch_warnings():
+            # A warning is one line for the user (e.g. "no LLM endpoint, using offline rules"),
+            # not a source excerpt; the previous handler is restored on the way out.
+            warnings.showwarning = _show_warning
+            code = cli.main(args=argv, prog_name="stvg", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as err:
         click.echo(err.ctx.get_help() if err.ctx else "", err=False)
         sys.exit(0)

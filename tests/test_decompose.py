@@ -268,7 +268,7 @@ def test_malformed_json_is_retried_then_rules_with_warning(serve: Any) -> None:
     assert result.source == "rules"
     assert (result.attribute, result.action) == (
         "the man in the red shirt",
-        "the man turns around and walks to the door",
+        "the man who turns around and walks to the door",
     )
 
 
@@ -527,13 +527,13 @@ def test_english_rules_agree_with_the_toy_grammar(verb: str) -> None:
         (
             "A woman wearing a hat walks to the door and sits down",
             "a woman wearing a hat",
-            "a woman walks to the door and sits down",
+            "a woman who walks to the door and sits down",
             "woman",
         ),
         (
             "The little girl on the left of the sofa claps her hands.",
             "the little girl on the left of the sofa",
-            "the girl claps her hands",
+            "the girl who claps her hands",
             "girl",
         ),
         (
@@ -545,38 +545,38 @@ def test_english_rules_agree_with_the_toy_grammar(verb: str) -> None:
         (
             "The man in black first turns around, then walks away.",
             "the man in black",
-            "the man first turns around, then walks away",
+            "the man who first turns around, then walks away",
             "man",
         ),
         (
             "the man on the left turns to the woman",
             "the man on the left",
-            "the man turns to the woman",
+            "the man who turns to the woman",
             "man",
         ),
         (
             "An adult in white clothes holds a toy.",
             "an adult in white clothes",
-            "an adult holds a toy",
+            "an adult who holds a toy",
             "adult",
         ),
-        ("A child is playing with a ball.", "a child", "a child is playing with a ball", "child"),
+        ("A child is playing with a ball.", "a child", "a child who is playing with a ball", "child"),
         (
             "The man with his hands in his pockets walks out of the room.",
             "the man with his hands in his pockets",
-            "the man walks out of the room",
+            "the man who walks out of the room",
             "man",
         ),
         (
             "The man in the striped shirt hands the cup to the woman.",
             "the man in the striped shirt",
-            "the man hands the cup to the woman",
+            "the man who hands the cup to the woman",
             "man",
         ),
         (
             "The man next to that car turns around.",
             "the man next to that car",
-            "the man turns around",
+            "the man who turns around",
             "man",
         ),
     ],

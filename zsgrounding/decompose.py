@@ -503,6 +503,41 @@ _PREPOSITIONS = _wordset(
     "around opposite"
 )
 _RELATIVES = frozenset({"who", "that", "which", "whose", "whom"})
+_PEOPLE = frozenset(
+    [
+        "man",
+        "men",
+        "woman",
+        "women",
+        "person",
+        "people",
+        "boy",
+        "boys",
+        "girl",
+        "girls",
+        "child",
+        "children",
+        "kid",
+        "kids",
+        "baby",
+        "guy",
+        "guys",
+        "lady",
+        "ladies",
+        "gentleman",
+        "adult",
+        "player",
+        "players",
+        "worker",
+        "officer",
+        "doctor",
+        "student",
+        "teacher",
+        "he",
+        "she",
+        "someone",
+    ]
+)
 # Participles that describe looks, not actions: they stay in the attribute.
 _LOOKS = frozenset({"wearing", "dressed", "clad", "donning", "having"})
 _ADVERBS = _wordset(
@@ -612,7 +647,11 @@ class RuleDecomposer:
         tokens = parse.tokens
         attribute = " ".join(tokens[parse.start : parse.cut]).rstrip(",;: ")
         det = [tokens[parse.start]] if _word(tokens[parse.start]) in _DETERMINERS else []
-        action = " ".join([*det, _word(tokens[parse.head]), *tokens[parse.cut :]])
+        head, first = _word(tokens[parse.head]), _word(tokens[parse.cut])
+        # "the man turns around" is a clause; "the man who turns around" is the noun phrase the
+        # question "Is there ... in this video?" needs. Participles ("walking") already read well.
+        link = [] if first in _RELATIVES or first.endswith("ing") else ["who" if head in _PEOPLE else "that"]
+        action = " ".join([*det, head, *link, *tokens[parse.cut :]])
         return Decomposition(query, tidy(attribute), tidy(action), "rules")
 
     def noun_phrase(self, query: str) -> str:

@@ -86,6 +86,8 @@ def make_proposer(
     tracker: str = "sam2",
     sam2: str | None = None,
     device: str | None = None,
+    box_threshold: float = 0.25,
+    text_threshold: float = 0.3,
 ) -> CachedProposer | ToyProposer:
     """The proposer the command-line options describe.
 
@@ -103,8 +105,17 @@ def make_proposer(
         tracker=tracker,  # type: ignore[arg-type]
         sam2=sam2 or defaults.sam2,
         device=device,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
     )
-    settings = {"detector": config.detector, "tracker": config.tracker, "sam2": config.sam2}
+    # Everything the tracks depend on: a change makes stored tracks stale, so they are redone.
+    settings = {
+        "detector": config.detector,
+        "tracker": config.tracker,
+        "sam2": config.sam2 if config.tracker == "sam2" else None,
+        "box_threshold": box_threshold,
+        "text_threshold": text_threshold,
+    }
     store = TrackStore(store_dir) if store_dir is not None else None
     return CachedProposer(store, _LazyProposer(config), settings)
 

@@ -44,7 +44,7 @@ from zsgrounding.decompose import QUESTION_TEMPLATE, Decomposer, Decomposition, 
 from zsgrounding.errors import STVGError
 from zsgrounding.gti import GTIMethod, select_grounding_token
 from zsgrounding.lra import LRAConfig, lra_maps, tune_latent
-from zsgrounding.mllm import MLLMAdapter, load_adapter
+from zsgrounding.mllm import MLLMAdapter, PreparedInputs, load_adapter
 from zsgrounding.tas import tas_maps
 from zsgrounding.timing import forward_clock
 from zsgrounding.tubes import TubeScorer, TubeScorerConfig
@@ -211,13 +211,18 @@ class ZeroShotGrounder:
         adapter = self.adapter  # loaded on first use, outside the timed grounding
         with forward_clock(adapter.model) as clock:
             tick = time.perf_counter()
-            spatial = self.question_maps(clip, spatial_q, tune=cfg.spatial_prompt, tas=cfg.tas)
+            cache: dict[str, PreparedInputs] = {}
+            spatial = self.question_maps(
+                clip, spatial_q, tune=cfg.spatial_prompt, tas=cfg.tas, prepared_cache=cache
+            )
             timings["mllm_spatial"] = time.perf_counter() - tick
             tick = time.perf_counter()
             if temporal_q == spatial_q and cfg.temporal_prompt == cfg.spatial_prompt and not cfg.tas:
                 temporal = spatial  # same question, same tuning: the same maps
             else:
-                temporal = self.question_maps(clip, temporal_q, tune=cfg.temporal_prompt, tas=False)
+                temporal = self.question_maps(
+                    clip, temporal_q, tune=cfg.temporal_prompt, tas=False, prepared_cache=cache
+                )
             timings["mllm_temporal"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -266,14 +271,32 @@ class ZeroShotGrounder:
             result.extras["reason"] = "no proposals"
         return result
 
-    def question_maps(self, clip: Clip, question: str, tune: bool, tas: bool) -> QuestionMaps:
-        """The special tokens' maps for one question, tuned with LRA (``tune``) and TAS (``tas``)."""
+    def question_maps(
+        self,
+        clip: Clip,
+        question: str,
+        tune: bool,
+        tas: bool,
+        prepared_cache: dict[str, PreparedInputs] | None = None,
+    ) -> QuestionMaps:
+        """The special tokens' maps for one question, tuned with LRA (``tune``) and TAS (``tas``).
+
+        ``prepared_cache`` (question -> inputs of this clip) lets the spatial and temporal
+        branches share the generic prompt's inputs instead of running the vision tower twice.
+        """
         cfg = self.config
         adapter = self.adapter
+        cache = prepared_cache if prepared_cache is not None else {}
+
+        def prepare(text: str) -> PreparedInputs:
+            if text not in cache:
+                cache[text] = adapter.prepare(clip, text)
+            return cache[text]
+
         lra = cfg.lra if tune else replace(cfg.lra, steps=0)
-        prepared = adapter.prepare(clip, question)
+        prepared = prepare(question)
         needs_generic = cfg.relative or (lra.steps > 0 and lra.contrast == "generic")
-        generic = adapter.prepare(clip, lra.generic_question) if needs_generic else None
+        generic = prepare(lra.generic_question) if needs_generic else None
         if tas:
             res = tas_maps(adapter, prepared, generic, lra, cfg.layers, relative=cfg.relative)
             maps, tuned = res.maps, [res.forward_lra, res.reversed_lra]

@@ -1,0 +1,142 @@
+"""The query-guided space decoder: parameter-free dual cross attention, then the MLP space head.
+
+On the LLM's last-layer hidden states (after the final norm), for frame ``t`` of a row:
+
+1. text-enhanced visual tokens: each visual token of the frame attends to the caption tokens,
+   ``V'_t = V_t + softmax(V_t E^T * s) E``. The paper calls this the cross attention between
+   visual and caption embeddings that yields "text-enhanced visual features", which have the
+   visual tokens' shape, so the visual tokens are the queries and the caption the keys/values.
+2. the frame's query attends to its enhanced visual tokens, ``S_t = q_t + softmax(q_t V'_t^T * s) V'_t``.
+3. the space head, an MLP with a sigmoid, reads ``S_t`` -> normalised ``(cx, cy, w, h)``.
+
+No projection matrices (the paper: no parameters in the dual cross attention); ``s`` is
+``1 / sqrt(D)`` by default. The residual adds (``attention_residual``) are our choice: see
+:class:`spacevllm.config.SpaceVLLMConfig`. With ``dual_cross_attention=False`` the head reads
+``q_t`` itself (Table 7 ablation). The decoder runs in its own parameters' dtype (float32 by
+default), whatever the base model's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from spacevllm.config import SpaceVLLMConfig
+
+
+@dataclass
+class SpaceDecoderOutput:
+    """What :class:`QueryGuidedSpaceDecoder` returns (``B`` rows, ``T`` frames, ``P`` tokens per frame).
+
+    Attributes:
+        boxes: ``(B, T, 4)`` normalised ``(cx, cy, w, h)`` in ``(0, 1)``.
+        query_states: ``(B, T, D)`` last-layer hidden states of the query tokens.
+        decoded: ``(B, T, D)`` what the head read (``query_states`` without dual cross attention).
+        query_attention: ``(B, T, P)`` each query's attention over its frame's visual tokens
+            (row-major on the ``h x w`` grid), or ``None`` without dual cross attention.
+    """
+
+    boxes: torch.Tensor
+    query_states: torch.Tensor
+    decoded: torch.Tensor
+    query_attention: torch.Tensor | None = None
+
+
+def gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``hidden (B, L, D)`` at ``positions (B, ...)`` -> ``(B, ..., D)``."""
+    b = hidden.shape[0]
+    rows = torch.arange(b, device=hidden.device).view(b, *([1] * (positions.ndim - 1)))
+    return hidden[rows, positions.to(hidden.device)]
+
+
+def attend(
+    queries: torch.Tensor, keys: torch.Tensor, scale: float, key_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parameter-free attention, keys as values: ``softmax(Q K^T * scale) K``.
+
+    Args:
+        queries: ``(..., M, D)``.
+        keys: ``(..., K, D)`` (broadcast against ``queries``' leading dimensions).
+        key_mask: ``(..., K)`` bool, ``False`` keys are ignored; a row with no key gets zeros.
+
+    Returns:
+        ``(output (..., M, D), weights (..., M, K))``.
+    """
+    scores = torch.matmul(queries, keys.transpose(-1, -2)) * scale
+    if key_mask is None:
+        weights = scores.softmax(-1)
+        return torch.matmul(weights, keys), weights
+    mask = key_mask.unsqueeze(-2)
+    weights = scores.masked_fill(~mask, torch.finfo(scores.dtype).min).softmax(-1) * mask
+    return torch.matmul(weights, keys), weights
+
+
+class SpaceHead(nn.Module):
+    """MLP ``D -> hidden -> ... -> 4`` with ReLU between layers and a sigmoid on the output."""
+
+    def __init__(self, in_dim: int, hidden: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden] * (num_layers - 1) + [4]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` -> ``(..., 4)`` in ``(0, 1)``."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x.sigmoid()
+
+
+class QueryGuidedSpaceDecoder(nn.Module):
+    """Dual cross attention (no parameters) + :class:`SpaceHead` (the only trained weights)."""
+
+    def __init__(self, hidden_size: int, config: SpaceVLLMConfig) -> None:
+        super().__init__()
+        self.hidden_size = int(hidden_size)
+        self.dual_cross_attention = config.dual_cross_attention
+        self.residual = config.attention_residual
+        self.scale = (
+            config.attention_scale if config.attention_scale is not None else 1.0 / math.sqrt(hidden_size)
+        )
+        self.head = SpaceHead(hidden_size, config.head_hidden or hidden_size, config.head_layers)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        visual_positions: torch.Tensor,
+        query_positions: torch.Tensor,
+        caption_positions: torch.Tensor,
+        caption_mask: torch.Tensor | None = None,
+    ) -> SpaceDecoderOutput:
+        """Boxes of every frame of every row.
+
+        Args:
+            hidden: ``(B, L, D)`` last-layer hidden states.
+            visual_positions: ``(B, T, P)`` positions of each frame's visual tokens.
+            query_positions: ``(B, T)`` positions of each frame's query token.
+            caption_positions: ``(B, C)`` positions of the caption tokens.
+            caption_mask: ``(B, C)`` bool, ``False`` on padding; ``None``: all valid.
+        """
+        dtype = self.head.layers[0].weight.dtype
+        queries = gather_positions(hidden, query_positions).to(dtype)  # (B, T, D)
+        if not self.dual_cross_attention:
+            return SpaceDecoderOutput(boxes=self.head(queries), query_states=queries, decoded=queries)
+
+        visual = gather_positions(hidden, visual_positions).to(dtype)  # (B, T, P, D)
+        caption = gather_positions(hidden, caption_positions).to(dtype)  # (B, C, D)
+        mask = None if caption_mask is None else caption_mask.to(hidden.device).bool()[:, None, :]
+        # Step 1: every visual token of every frame attends to the row's caption tokens.
+        text, _ = attend(visual, caption[:, None], self.scale, mask)
+        enhanced = visual + text if self.residual else text
+        # Step 2: each frame's query attends to its own frame's enhanced visual tokens.
+        spatial, weights = attend(queries.unsqueeze(-2), enhanced, self.scale)
+        spatial, weights = spatial.squeeze(-2), weights.squeeze(-2)
+        decoded = queries + spatial if self.residual else spatial
+        return SpaceDecoderOutput(
+            boxes=self.head(decoded), query_states=queries, decoded=decoded, query_attention=weights
+        )

@@ -1,5 +1,12 @@
 """Shared test helpers."""
 
+import os
+
+# The tests run tiny models, where extra intra-op threads cost more than they give, and on a
+# loaded 2-core machine they oversubscribe the cores (the suite ran 5x slower). One thread,
+# set before torch is imported and inherited by the subprocesses the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 
 from cli import main

@@ -152,13 +152,31 @@ def zero_shot_options(fn):
     """Options of the training-free grounder, shared by `ground`, `eval` and `compare`."""
     options = [
         click.option(
+            "--method",
+            type=click.Choice(["zero-shot", "spacevllm"]),
+            default="zero-shot",
+            show_default=True,
+            help="Training-free grounding with --model, or a fine-tuned SpaceVLLM --checkpoint.",
+        ),
+        click.option(
+            "--checkpoint",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            default=None,
+            help="SpaceVLLM checkpoint folder (with --method spacevllm).",
+        ),
+        click.option(
             "--model",
             default="toy",
             show_default=True,
             help="MLLM checkpoint: local folder or hub id ('toy': the shipped toy-world model).",
         ),
         click.option("--family", default=None, help="Force the adapter family (else read from the config)."),
-        click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True),
+        click.option(
+            "--num-frames",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Frames sampled per video [zero-shot: 20; spacevllm: its checkpoint's setting].",
+        ),
         click.option(
             "--gti",
             type=click.Choice(["max_activation", "mean", "fixed"]),
@@ -213,8 +231,21 @@ def zero_shot_options(fn):
     return fn
 
 
+def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
+    """The grounder ``--method`` names, built from the shared options."""
+    if opts["method"] == "spacevllm":
+        from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
+        from spacevllm.model import SpaceVLLM
+
+        if opts["checkpoint"] is None:
+            raise click.UsageError("--method spacevllm needs --checkpoint DIR (a fine-tuned SpaceVLLM)")
+        model = SpaceVLLM.from_pretrained(opts["checkpoint"], dtype=opts["dtype"], device=opts["device"])
+        return SpaceVLLMGrounder(model, SpaceVLLMGrounderConfig(num_frames=opts["num_frames"]))
+    return _zero_shot(opts, out, toy_dir)
+
+
 def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
-    """Build the grounder the shared options describe."""
+    """Build the training-free grounder the shared options describe."""
     from zsgrounding.decompose import Decomposer
     from zsgrounding.lra import LRAConfig
     from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
@@ -224,7 +255,7 @@ def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
     config = ZeroShotConfig(
         model=opts["model"],
         family=opts["family"],
-        num_frames=opts["num_frames"],
+        num_frames=opts["num_frames"] or 20,
         gti=opts["gti"],
         fixed_index=opts["fixed_index"],
         spatial_prompt=opts["spatial_prompt"],
@@ -269,7 +300,7 @@ def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, *
 
     if not query.strip():
         raise click.UsageError("QUERY is empty: give the sentence to ground")
-    grounder = _zero_shot(opts, out, toy_dir)
+    grounder = _grounder(opts, out, toy_dir)
     result = grounder.ground(video, query)
     out.mkdir(parents=True, exist_ok=True)
     record = result_record(video.name, result, result.extras.get("timings", {}).get("total", 0.0))
@@ -303,7 +334,6 @@ def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, *
     help="Video folder (toy: defaults to the dataset's own videos/).",
 )
 @click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-@click.option("--method", type=click.Choice(["zero-shot"]), default="zero-shot", show_default=True)
 @zero_shot_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
@@ -316,7 +346,6 @@ def eval_(
     gt_path: Path,
     videos: Path | None,
     vidor_dir: Path | None,
-    method: str,
     out: Path,
     max_samples: int | None,
     resume: bool,
@@ -340,11 +369,11 @@ def eval_(
     if max_samples is not None:
         samples = samples[:max_samples]
     toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
-    grounder = _zero_shot(opts, out, toy_dir)
+    grounder = _grounder(opts, out, toy_dir)
     summary = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=resume, progress=not quiet))
     if summary.metrics is None:
         return  # a rank other than 0: rank 0 reports
-    click.echo(markdown_table(stvg_rows(summary.metrics, method)))
+    click.echo(markdown_table(stvg_rows(summary.metrics, opts["method"])))
     click.echo(f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}")
     for name, path in summary.paths.items():
         click.echo(f"{name + ':':12s}{path}")

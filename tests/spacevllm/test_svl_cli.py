@@ -1,0 +1,87 @@
+"""`stvg ground` / `stvg eval` with `--method spacevllm` on a tiny saved SpaceVLLM checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zsgrounding.datasets import load_dataset
+from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
+from zsgrounding.metrics import evaluate
+from zsgrounding.predictions import load_predictions
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("svl_cli_toy")
+    make_dataset(out, 2, ToyWorldConfig(seed=11), progress=False)
+    return out
+
+
+@pytest.fixture
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, make_model) -> Path:
+    directory = tmp_path_factory.mktemp("svl_ckpt")
+    make_model().save_pretrained(directory)
+    return directory
+
+
+def test_ground_with_a_spacevllm_checkpoint(run_cli, toy_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    sample = load_dataset("toy", toy_dir)[0]
+    out = tmp_path / "one"
+    code, _stdout, stderr = run_cli(
+        [
+            "ground",
+            str(sample.video),
+            sample.sentence,
+            "--method",
+            "spacevllm",
+            "--checkpoint",
+            str(checkpoint),
+            "--num-frames",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, stderr
+    record = json.loads((out / f"{sample.video.stem}_result.json").read_text())
+    assert 0 <= record["tube"]["start"] < record["tube"]["end"]
+    assert "answer" in json.dumps(record["extras"])
+    assert (out / f"{sample.video.stem}_grounded.gif").exists()
+
+
+def test_eval_with_a_spacevllm_checkpoint(run_cli, toy_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        [
+            "eval",
+            "--dataset",
+            "toy",
+            "--gt",
+            str(toy_dir),
+            "--method",
+            "spacevllm",
+            "--checkpoint",
+            str(checkpoint),
+            "--num-frames",
+            "4",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, stderr
+    assert "| spacevllm" in stdout and "done 2" in stdout
+    samples = load_dataset("toy", toy_dir)
+    expected = evaluate(load_predictions(out / "predictions.json"), {s.id: s.gt for s in samples}).report()
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(expected))
+
+
+def test_spacevllm_without_checkpoint_is_a_usage_error(run_cli, toy_dir: Path, tmp_path: Path) -> None:
+    video = next((toy_dir / "videos").iterdir())
+    code, _, stderr = run_cli(
+        ["ground", str(video), "the red circle", "--method", "spacevllm", "--out", str(tmp_path)]
+    )
+    assert code == 2 and "--checkpoint" in stderr

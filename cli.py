@@ -519,6 +519,86 @@ def pilot(
         click.echo(f"table: {out}")
 
 
+# --------------------------------------------------------------------------- SpaceVLLM data
+
+
+@cli.command("convert")
+@click.option(
+    "--dataset",
+    type=click.Choice([*STVG_DATASETS, "charades-sta", "refcoco", "refcoco+", "refcocog"]),
+    required=True,
+)
+@click.option("--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option("--refs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--task", type=click.Choice(["stvg", "vtg", "rec"]), default=None, help="Default: from the data."
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file.")
+def convert_(
+    dataset: str, gt_path: Path, videos: Path | None, refs: Path | None, task: str | None, out: Path
+) -> None:
+    """Convert a dataset to the SpaceVLLM training format (one JSON record per line)."""
+    from spacevllm.data import convert
+
+    kw: dict[str, object] = {}
+    if videos is not None:
+        kw["image_root" if dataset.startswith("refcoco") else "video_root"] = videos
+    if refs is not None:
+        kw["refs"] = refs
+    records = convert(dataset, gt_path, out, task=task, **kw)
+    click.echo(f"wrote {len(records)} records to {out}")
+
+
+@cli.command()
+@click.option("--dataset", type=click.Choice([*STVG_DATASETS, "charades-sta"]), required=True)
+@click.option("--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--detector", default="IDEA-Research/grounding-dino-tiny", show_default=True, help="Grounding DINO."
+)
+@click.option("--whole-videos", is_flag=True, help="Annotate whole videos instead of the annotated spans.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def synth(
+    dataset: str,
+    gt_path: Path,
+    videos: Path | None,
+    detector: str,
+    whole_videos: bool,
+    max_samples: int | None,
+    out: Path,
+    quiet: bool,
+) -> None:
+    """Uni-STG synthesis: (video, caption) pairs -> STVG records with Grounding DINO boxes.
+
+    Analyzer (objects from the caption), annotator (boxes, confidence >= 0.3), refiner (span
+    snapped to the frames with the object; 2-120 s kept), filter (crowded frames, area jumps).
+    Prints how many samples each stage removed.
+    """
+    from dataclasses import replace
+
+    from spacevllm.synth import default_analyzer, items_from_samples, synthesize
+    from zsgrounding.datasets import load_dataset
+    from zsgrounding.proposals.grounding_dino import GroundingDinoDetector
+
+    kw: dict[str, object] = {"video_root": videos} if videos is not None else {}
+    samples = load_dataset(dataset, gt_path, **kw)[:max_samples]
+    items = items_from_samples(samples)
+    if whole_videos:
+        items = [replace(item, span=None) for item in items]
+    records, report = synthesize(
+        items,
+        GroundingDinoDetector.from_pretrained(detector),
+        default_analyzer(),
+        out=out,
+        progress=not quiet,
+    )
+    click.echo(report.summary())
+    click.echo(f"wrote {len(records)} records to {out}")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     click.echo(f"stvg: warning: {message}", err=True)
 

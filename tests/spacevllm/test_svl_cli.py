@@ -85,3 +85,45 @@ def test_spacevllm_without_checkpoint_is_a_usage_error(run_cli, toy_dir: Path, t
         ["ground", str(video), "the red circle", "--method", "spacevllm", "--out", str(tmp_path)]
     )
     assert code == 2 and "--checkpoint" in stderr
+
+
+def test_convert_writes_records_the_reader_accepts(run_cli, toy_dir: Path, tmp_path: Path) -> None:
+    from spacevllm.data import read_records
+
+    out = tmp_path / "toy.jsonl"
+    code, stdout, stderr = run_cli(["convert", "--dataset", "toy", "--gt", str(toy_dir), "--out", str(out)])
+    assert code == 0, stderr
+    records = read_records(out)
+    assert stdout.strip() == f"wrote 2 records to {out}"
+    assert [r.task for r in records] == ["stvg", "stvg"]
+    assert {r.id for r in records} == {s.id for s in load_dataset("toy", toy_dir)}
+
+
+def test_synth_reports_every_stage(run_cli, toy_dir: Path, tmp_path: Path) -> None:
+    from tiny_proposals import save_tiny_detector
+
+    detector = save_tiny_detector(tmp_path / "dino")
+    out = tmp_path / "synth.jsonl"
+    code, stdout, stderr = run_cli(
+        [
+            "synth",
+            "--dataset",
+            "toy",
+            "--gt",
+            str(toy_dir),
+            "--detector",
+            str(detector),
+            "--whole-videos",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    kept, total = (int(w) for w in lines[0].split()[1::2])
+    assert total == 2
+    removed = sum(int(line.split("removed ")[1].split()[0]) for line in lines if "removed" in line)
+    # Random detector weights: whatever it finds, every sample is either kept or removed by a stage.
+    assert kept + removed == total
+    assert lines[-1] == f"wrote {kept} records to {out}"

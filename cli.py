@@ -599,6 +599,29 @@ def synth(
     click.echo(f"wrote {len(records)} records to {out}")
 
 
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Training YAML (see spacevllm/train.py, TrainConfig).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(config_path: Path, quiet: bool) -> None:
+    """Fine-tune SpaceVLLM (one process here; `accelerate launch` / `torchrun` for DDP or FSDP).
+
+    Checkpoints are written atomically; rerunning the same command resumes at the same step.
+    """
+    from spacevllm.train import TrainConfig
+    from spacevllm.train import train as run_training
+
+    summary = run_training(TrainConfig.from_yaml(config_path), progress=not quiet)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in summary.final_losses.items())
+    click.echo(f"trained {summary.steps} steps (from step {summary.start_step}); last losses: {losses}")
+    click.echo(f"final model: {summary.final_dir}  (stvg ground --method spacevllm --checkpoint ...)")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     click.echo(f"stvg: warning: {message}", err=True)
 

@@ -127,3 +127,38 @@ def test_synth_reports_every_stage(run_cli, toy_dir: Path, tmp_path: Path) -> No
     # Random detector weights: whatever it finds, every sample is either kept or removed by a stage.
     assert kept + removed == total
     assert lines[-1] == f"wrote {kept} records to {out}"
+
+
+def test_train_from_yaml_then_resume_does_nothing_more(
+    run_cli, toy_dir: Path, svl_base_dir: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from spacevllm.data import convert
+    from spacevllm.model import SpaceVLLM
+
+    data = tmp_path / "toy.jsonl"
+    convert("toy", toy_dir, data)
+    config = tmp_path / "train.yaml"
+    settings = {
+        "base_model": str(svl_base_dir),
+        "output_dir": str(tmp_path / "run"),
+        "data": [{"path": str(data)}],
+        "model": {"head_hidden": 32, "max_new_tokens": 8},
+        "num_frames": 4,
+        "lr": 1.0e-3,
+        "batch_size": 2,
+        "max_steps": 2,
+        "save_every": 1,
+    }
+    config.write_text(yaml.safe_dump(settings))
+    code, stdout, stderr = run_cli(["train", "--config", str(config), "--quiet"])
+    assert code == 0, stderr
+    assert stdout.startswith("trained 2 steps (from step 0)")
+    SpaceVLLM.from_pretrained(tmp_path / "run" / "final")
+    code, stdout, stderr = run_cli(["train", "--config", str(config), "--quiet"])
+    assert code == 0, stderr
+    assert stdout.startswith("trained 2 steps (from step 2)")
+    config.write_text(yaml.safe_dump({**settings, "learning_rate": 1.0}))
+    code, _, stderr = run_cli(["train", "--config", str(config)])
+    assert code == 2 and "learning_rate" in stderr and len(stderr.strip().splitlines()) == 1

@@ -1,0 +1,150 @@
+"""Fine-tune SpaceVLLM on toy-world videos and evaluate it on held-out ones, with the Table 7 rows.
+
+Usage::
+
+    python benchmarks/spacevllm_toy.py --base zsgrounding/assets/toy_mllm --out /tmp/svl_toy
+    python benchmarks/spacevllm_toy.py --base /path/to/tiny_base --out /tmp/svl_toy --quick
+
+For each row (SpaceVLLM; w/o interleaved design: queries appended after the video; w/o dual
+cross attention: the head reads the query states) it trains from ``--base`` with
+:func:`spacevllm.train.train` on ``--train-videos`` toy videos, grounds ``--eval-videos``
+held-out videos (another toy-world seed) with :class:`spacevllm.infer.SpaceVLLMGrounder` through
+:func:`zsgrounding.runner.run_dataset`, and prints m_tIoU / m_vIoU / vIoU@0.3 / vIoU@0.5 (percent),
+the final training loss and the seconds spent. Everything is also written to
+``<out>/benchmark.json``; each row's run folder is ``<out>/<row>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from spacevllm.data import convert
+from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
+from spacevllm.model import SpaceVLLM
+from spacevllm.train import TrainConfig, train
+from zsgrounding.datasets import load_dataset
+from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
+from zsgrounding.runner import RunConfig, run_dataset
+
+ROWS: dict[str, dict[str, bool]] = {
+    "spacevllm": {},
+    "no_interleave": {"interleave": False},
+    "no_dual_cross_attention": {"dual_cross_attention": False},
+}
+LABELS = {
+    "spacevllm": "SpaceVLLM",
+    "no_interleave": "w/o interleaved design",
+    "no_dual_cross_attention": "w/o dual cross attention",
+}
+METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
+
+
+def _toy(folder: Path, n: int, seed: int) -> Path:
+    """A toy dataset folder (reused when already written with the same size)."""
+    if (
+        not (folder / "annotations.json").is_file()
+        or len(json.loads((folder / "annotations.json").read_text())) != n
+    ):
+        make_dataset(folder, n, ToyWorldConfig(seed=seed), progress=False)
+    return folder
+
+
+def _row(args: argparse.Namespace, name: str, train_jsonl: Path, eval_folder: Path) -> dict[str, object]:
+    out = args.out / name
+    config = TrainConfig(
+        base_model=str(args.base),
+        output_dir=str(out / "train"),
+        data=[{"path": str(train_jsonl)}],
+        model={**ROWS[name], **args.model},
+        num_frames=args.frames,
+        lr=args.lr,
+        new_parts_lr=args.new_lr,
+        batch_size=args.batch_size,
+        max_steps=args.steps,
+        seed=args.seed,
+        log_every=max(args.steps // 20, 1),
+        resume=False,
+        cpu=args.device == "cpu",
+    )
+    if (out / "train").exists():  # a fresh run per invocation: the rows must be comparable
+        shutil.rmtree(out / "train")
+    tick = time.perf_counter()
+    summary = train(config, progress=not args.no_progress)
+    train_seconds = time.perf_counter() - tick
+
+    model = SpaceVLLM.from_pretrained(summary.final_dir, device=args.device).eval()
+    grounder = SpaceVLLMGrounder(model, SpaceVLLMGrounderConfig(num_frames=args.frames))
+    samples = load_dataset("toy", eval_folder)
+    tick = time.perf_counter()
+    run = run_dataset(
+        samples, grounder, RunConfig(out_dir=out / "eval", resume=False, progress=not args.no_progress)
+    )
+    metrics = run.metrics or {}
+    return {
+        "row": LABELS[name],
+        **{k: float(metrics.get(k, 0.0)) for k in METRICS},
+        "n": metrics.get("n", 0),
+        "failed": run.failed,
+        "final_loss": summary.final_losses.get("loss"),
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(time.perf_counter() - tick, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, required=True, help="base LLaVA-OneVision checkpoint folder")
+    parser.add_argument("--out", type=Path, required=True, help="work folder (data, runs, results)")
+    parser.add_argument("--train-videos", type=int, default=200)
+    parser.add_argument("--eval-videos", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=400, help="optimizer steps per row")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak lr of the base model's weights")
+    parser.add_argument("--new-lr", type=float, default=1e-3, help="peak lr of the decoder and query rows")
+    parser.add_argument(
+        "--model",
+        type=json.loads,
+        default={},
+        help="SpaceVLLMConfig overrides as JSON, e.g. '{\"head_hidden\": 64}'",
+    )
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="8 training videos, 4 held out, 10 steps")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.train_videos, args.eval_videos, args.steps, args.batch_size = 8, 4, 10, 2
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_folder = _toy(args.out / "toy_train", args.train_videos, seed=1000 + args.seed)
+    eval_folder = _toy(args.out / "toy_eval", args.eval_videos, seed=2000 + args.seed)  # held out
+    train_jsonl = args.out / "toy_train.jsonl"
+    convert("toy", train_folder, train_jsonl)
+
+    results = [_row(args, name, train_jsonl, eval_folder) for name in args.rows]
+    header = f"{'row':<28}" + "".join(f"{k:>10}" for k in METRICS) + f"{'loss':>9}{'train s':>9}{'eval s':>8}"
+    print(
+        f"{args.train_videos} training videos, {args.eval_videos} held out, {args.steps} steps, {args.frames} frames"
+    )
+    print(header)
+    for r in results:
+        scores = "".join(f"{r[k]:>10.1f}" for k in METRICS)
+        print(
+            f"{r['row']:<28}{scores}{r['final_loss'] or 0:>9.3f}{r['train_seconds']:>9.1f}{r['eval_seconds']:>8.1f}"
+        )
+    (args.out / "benchmark.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results}, indent=2) + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

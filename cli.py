@@ -319,7 +319,7 @@ def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, *
             f"attribute: {subs.get('attribute')!r}  action: {subs.get('action')!r}  ({subs.get('source')})"
         )
     for name, path in paths.items():
-        click.echo(f"{name + ':':12s}{path}")
+        click.echo(f"{name + ':':14s}{path}")
 
 
 @cli.command("eval")
@@ -376,7 +376,7 @@ def eval_(
     click.echo(markdown_table(stvg_rows(summary.metrics, opts["method"])))
     click.echo(f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}")
     for name, path in summary.paths.items():
-        click.echo(f"{name + ':':12s}{path}")
+        click.echo(f"{name + ':':14s}{path}")
 
 
 @cli.command()

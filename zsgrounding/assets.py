@@ -21,6 +21,6 @@ def resolve_model(name_or_path: str | Path) -> str | Path:
     if not (target / "config.json").is_file():
         raise STVGError(
             f"the shipped {name_or_path!r} checkpoint is missing at {target}; "
-            "reinstall the package or rebuild it with `stvg toy pretrain`"
+            "reinstall the package or rebuild it with `python benchmarks/toy_pretrain.py --out DIR`"
         )
     return target

@@ -1,0 +1,241 @@
+"""The toy MLLM recipe: tokenizer, data, model paths, a short schedule that learns, and the saved dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zsgrounding.datasets.toyworld import (
+    ACTIONS,
+    COLOURS,
+    SHAPES,
+    SIZES,
+    ToyWorldConfig,
+    generate,
+    generate_one,
+)
+from zsgrounding.mllm import load_adapter
+from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
+from zsgrounding.toymllm.config import StageSchedule, ToyPretrainConfig
+from zsgrounding.toymllm.data import (
+    CAPTION_TASKS,
+    Description,
+    Sampler,
+    answer,
+    build_bank,
+    make_question,
+    seen_objects,
+)
+from zsgrounding.toymllm.evaluate import EvalConfig, evaluate_vqa, toy_clip
+from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
+from zsgrounding.toymllm.tokenizer import build_tokenizer, encode_conversation
+from zsgrounding.toymllm.train import build_model, pretrain
+
+# The short schedule: a tiny model on one 48 px frame per clip (3 x 3 tokens), colour checklists
+# as captions and "is there a <colour> thing" questions (the easy kind).
+TINY = ToyPretrainConfig.quick().model
+
+
+def tiny_recipe(**overrides) -> ToyPretrainConfig:
+    return ToyPretrainConfig.quick(**overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, ToyPretrainConfig]:
+    out = tmp_path_factory.mktemp("toy_mllm")
+    config = tiny_recipe()
+    recipe = pretrain(out, config, progress=False, command="pytest")
+    return out, recipe, config
+
+
+# ---------------------------------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_encodes_every_toy_text_without_unknowns() -> None:
+    tokenizer = build_tokenizer()
+    world = ToyWorldConfig(colours=tuple(COLOURS), shapes=SHAPES)
+    texts = [video.caption for video in generate(40, world)]
+    texts += [
+        f"the {s} {c} {sh} that {verb}"
+        for s in SIZES
+        for c in COLOURS
+        for sh in SHAPES
+        for verb in ACTIONS.values()
+    ]
+    rng = np.random.default_rng(0)
+    for video in generate(20, world, start=500):
+        seen = seen_objects(video.objects, video.num_frames, np.arange(0, video.num_frames, 5))
+        texts += [describe(seen, world) for _, describe in CAPTION_TASKS.values()]
+        texts += [prompt for prompts, _ in CAPTION_TASKS.values() for prompt in prompts]
+        for kind in ("colour", "attr3", "action", "full"):
+            for style in range(4):
+                q = make_question(rng, seen, kind, bool(rng.random() < 0.5), world, style=style)
+                if q is not None:
+                    texts.append(q.text)
+    texts += ["Is there the big red circle in this video?", "yes", "no", "Yes", "No"]
+    unk = tokenizer.unk_token_id
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert unk not in ids, text
+
+
+def test_conversation_pieces_match_the_chat_template() -> None:
+    tokenizer = build_tokenizer()
+    question = "Is there the big red circle in this video?"
+    messages = [
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]},
+        {"role": "assistant", "content": "yes"},
+        {"role": "user", "content": "does the red circle move left?"},
+    ]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    expected = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    encoded = encode_conversation(tokenizer, [(question, "yes"), ("does the red circle move left?", "no")], 1)
+    # The pieces give the template's ids up to the last generation prompt, then the last answer.
+    assert encoded.input_ids[: len(expected)] == expected
+    yes, no, end = tokenizer.convert_tokens_to_ids(["yes", "no", "<|im_end|>"])
+    supervised = [t for t in encoded.labels if t != -100]
+    assert supervised == [yes, end, no, end]
+    assert encoded.labels[encoded.answer_positions[0]] == yes
+    assert encoded.input_ids[encoded.answer_positions[1] + 1] == no
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def test_seen_objects_only_claim_what_the_frames_show() -> None:
+    world = ToyWorldConfig()
+    checked = 0
+    for index in range(60):
+        video = generate_one(index, world)
+        ids = np.arange(video.num_frames)  # every frame: everything is shown
+        for obj, seen in zip(video.objects, seen_objects(video.objects, video.num_frames, ids), strict=True):
+            assert seen.visible and not seen.unsure
+            assert seen.actions == set(obj.action_spans(video.num_frames))
+            checked += 1
+        # A single frame cannot show an appearance, a departure or a motion.
+        one = seen_objects(video.objects, video.num_frames, np.array([video.num_frames // 2]))
+        for seen in one:
+            assert not (seen.actions & {"appear", "leave", "move_left", "grow"})
+    assert checked > 100
+
+
+def test_questions_have_the_answer_they_claim() -> None:
+    world = ToyWorldConfig()
+    rng = np.random.default_rng(3)
+    hard = 0
+    for index in range(40):
+        video = generate_one(index, world)
+        seen = seen_objects(
+            video.objects, video.num_frames, np.linspace(0, video.num_frames - 1, 8).astype(int)
+        )
+        for kind in ("colour", "shape", "attr2", "attr3", "action", "full"):
+            for want in (True, False):
+                q = make_question(rng, seen, kind, want, world, hard_negatives=1.0)
+                if q is None:
+                    continue
+                assert answer(seen, q.desc) is want
+                if q.hard:
+                    hard += 1
+                    assert not q.answer
+                    visible = [o for o in seen if o.visible]
+                    named = q.desc.named
+                    near_miss = len(named) >= 2 and any(
+                        sum(getattr(q.desc, n) == o.attribute(n) for n in named) == len(named) - 1
+                        for o in visible
+                    )
+                    shares_action = q.desc.action is not None and any(
+                        q.desc.action in o.actions or q.desc.matches(o) for o in visible
+                    )
+                    assert near_miss or shares_action
+    assert hard > 50
+    assert answer(seen, Description(colour="no-such-colour")) is False
+
+
+# ---------------------------------------------------------------------------------------- model paths
+
+
+def test_training_path_matches_the_model_and_the_adapter_preprocessing() -> None:
+    config = tiny_recipe()
+    tokenizer = build_tokenizer()
+    model = build_model(config, tokenizer)
+    bank = build_bank(config.world, 0, 2, 2, TINY.image_size, progress=False)
+    frames = bank.frames[0]  # (2, S, S, 3)
+    settings = FramePreprocessing(size=TINY.image_size)
+    torch.testing.assert_close(to_pixels(frames), preprocess_frames(frames.numpy(), settings))
+    with torch.no_grad():
+        ours = video_tokens(model, tower_hidden(model, to_pixels(frames)), 1, 2)
+        stock = model.get_video_features(
+            pixel_values_videos=to_pixels(frames)[None], return_dict=True
+        ).pooler_output
+    assert ours.shape == (1, TINY.num_visual(2), TINY.text_hidden)
+    torch.testing.assert_close(ours, stock.reshape(ours.shape))
+
+
+def test_same_seed_gives_the_same_first_stage_loss() -> None:
+    def first_losses() -> list[float]:
+        config = tiny_recipe(stage1=StageSchedule(3, 16, 3e-3, warmup=1))
+        torch.set_num_threads(1)
+        tokenizer = build_tokenizer()
+        model = build_model(config, tokenizer)
+        bank = build_bank(config.world, 0, 12, 2, TINY.image_size, progress=False)
+        sampler = Sampler(bank, tokenizer, config.world, config.model, seed=[0, 1])
+        held_out = Sampler(bank, tokenizer, config.world, config.model, seed=[0, 2])
+        torch.manual_seed(1)
+        metrics = stage1_vision(
+            model, tokenizer, sampler, held_out, config, lambda record: None, progress=False
+        )
+        return [metrics["first_loss"], metrics["final_loss"]]
+
+    first, second = first_losses(), first_losses()
+    assert first == second
+    assert np.isfinite(first).all()
+
+
+# ---------------------------------------------------------------------------------------- the recipe
+
+
+def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPretrainConfig]) -> None:
+    out, recipe, config = trained
+    assert recipe["seed"] == 0 and recipe["command"] == "pytest"
+    assert recipe["metrics"]["stage1"]["final_loss"] < recipe["metrics"]["stage1"]["first_loss"]
+    held_out = EvalConfig(
+        world=config.world, start=config.eval_start, clips=40, frames=1, per_kind=80, kinds=("colour",)
+    )
+    scores = evaluate_vqa(out, held_out, progress=False)
+    assert scores["count"] == 80
+    assert scores["majority_baseline"] == 0.5
+    # Clearly above the majority answer, on clips never trained on, through load_adapter.
+    assert scores["overall"] >= 0.7, scores
+
+
+def test_saved_checkpoint_loads_and_runs_on_twenty_frames(
+    trained: tuple[Path, dict, ToyPretrainConfig],
+) -> None:
+    out, _, config = trained
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "recipe.json",
+    } <= names
+    assert "stages" not in names
+    assert json.loads((out / "recipe.json").read_text())["config"]["seed"] == 0
+    adapter = load_adapter(out)
+    assert adapter.family == "llava_onevision"
+    assert adapter.grid_shape == TINY.grid
+    clip = toy_clip(generate_one(config.eval_start, config.world), 20)
+    prepared = adapter.prepare(clip, "Is there the big red circle in this video?")
+    assert prepared.grid_shape == (20, *TINY.grid)
+    assert prepared.special_tokens == ["<|im_end|>", "\n", "<|im_start|>", "assistant", "\n"]
+    output = adapter.forward(prepared, capture=prepared.capture_config())
+    score = adapter.yes_no_score(output)
+    assert score.shape == (1,) and torch.isfinite(score).all()
+    maps = prepared.to_grid(output.attention.mean())
+    assert maps.shape == (5, 20, *TINY.grid)
+    assert torch.all(maps >= 0)

@@ -1,0 +1,293 @@
+"""Configs of the toy MLLM: the model sizes and the pretraining schedule.
+
+Shapes used in the docstrings: ``S`` frame side after resizing, ``P = S // patch`` patches per
+side, ``(h, w) = (ceil(P / 2), ceil(P / 2))`` visual tokens per frame after LLaVA-OneVision's
+2x pooling, ``F`` frames per training clip, ``B`` batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from transformers import LlavaOnevisionConfig, PreTrainedTokenizerBase, Qwen2Config, SiglipVisionConfig
+
+from zsgrounding.datasets.toyworld import ToyWorldConfig
+
+QUESTION_KINDS = ("colour", "shape", "size", "attr2", "attr3", "action", "full")
+"""Stage-3 question kinds: one attribute (``colour``, ``shape``, ``size``), colour + shape
+(``attr2``), size + colour + shape (``attr3``), an action with at most one attribute (``action``),
+and the full caption form, attributes plus action (``full``)."""
+
+
+@dataclass(frozen=True)
+class ToyMLLMConfig:
+    """Sizes of the toy ``LlavaOnevisionForConditionalGeneration`` and of the stage-1 text encoder.
+
+    Attributes:
+        image_size: ``S``, frames are squeezed to ``(S, S)`` (SigLIP normalisation).
+        patch_size: SigLIP patch side: ``P = S // patch_size`` patches per side.
+        vision_hidden, vision_layers, vision_heads, vision_intermediate: the SigLIP tower.
+        text_hidden, text_layers, text_heads, text_kv_heads, text_intermediate: the Qwen2 LM.
+        max_positions: the LM's ``max_position_embeddings`` (20 frames of 36 tokens fit).
+        clip_text_hidden, clip_text_layers, clip_embed_dim: the stage-1 text encoder (a small
+            transformer, not saved) and the shared embedding size of the sigmoid loss.
+    """
+
+    image_size: int = 96
+    patch_size: int = 8
+    vision_hidden: int = 96
+    vision_layers: int = 3
+    vision_heads: int = 4
+    vision_intermediate: int = 192
+    text_hidden: int = 128
+    text_layers: int = 4
+    text_heads: int = 4
+    text_kv_heads: int = 4
+    text_intermediate: int = 384
+    max_positions: int = 2048
+    clip_text_hidden: int = 64
+    clip_text_layers: int = 2
+    clip_embed_dim: int = 64
+
+    @property
+    def patches(self) -> int:
+        """``P``, patches per side."""
+        return self.image_size // self.patch_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(h, w)`` visual tokens per frame after the model's 2x bilinear pooling."""
+        side = math.ceil(self.patches / 2)
+        return side, side
+
+    def num_visual(self, frames: int) -> int:
+        """Tokens ``<video>`` expands to for ``frames`` frames: ``F * h * w + 1`` (one newline)."""
+        h, w = self.grid
+        return frames * h * w + 1
+
+    def llava_config(self, tokenizer: PreTrainedTokenizerBase) -> LlavaOnevisionConfig:
+        """The transformers config: SigLIP tower, LLaVA-OneVision projector and pooling, Qwen2 LM.
+
+        The tower's last layer feeds the projector with every patch (``"full"``: SigLIP has no
+        class token).
+        """
+        ids = tokenizer.convert_tokens_to_ids
+        vision = SiglipVisionConfig(
+            hidden_size=self.vision_hidden,
+            intermediate_size=self.vision_intermediate,
+            num_hidden_layers=self.vision_layers,
+            num_attention_heads=self.vision_heads,
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            vision_use_head=False,
+        )
+        text = Qwen2Config(
+            hidden_size=self.text_hidden,
+            intermediate_size=self.text_intermediate,
+            num_hidden_layers=self.text_layers,
+            num_attention_heads=self.text_heads,
+            num_key_value_heads=self.text_kv_heads,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=self.max_positions,
+            bos_token_id=None,
+            eos_token_id=ids("<|im_end|>"),
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+        )
+        return LlavaOnevisionConfig(
+            vision_config=vision,
+            text_config=text,
+            image_token_index=ids("<image>"),
+            video_token_index=ids("<video>"),
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            tie_word_embeddings=False,
+        )
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """Optimisation of one stage: ``steps`` AdamW steps of ``batch`` examples.
+
+    The learning rate warms up linearly over ``warmup`` steps, then follows a cosine down to
+    ``lr * final_lr_ratio``.
+    """
+
+    steps: int
+    batch: int
+    lr: float
+    warmup: int = 20
+    weight_decay: float = 0.01
+    final_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class CurriculumPhase:
+    """A slice of stage 3: question kinds with sampling weights, and the clips it draws from.
+
+    Attributes:
+        until: the phase covers stage-3 steps up to this fraction of them (phases in order).
+        weights: ``{kind: weight}`` over :data:`QUESTION_KINDS`.
+        max_objects: only clips with at most this many objects.
+        hard_negatives: probability that a negative is a hard one (shares an attribute or the
+            action with an object of the clip) when one exists.
+    """
+
+    until: float
+    weights: dict[str, float]
+    max_objects: int = 4
+    hard_negatives: float = 0.8
+
+
+def default_curriculum() -> tuple[CurriculumPhase, ...]:
+    """Single attributes on clips of at most 3 objects first, then every kind, weighted to the hard ones."""
+    return (
+        CurriculumPhase(0.15, {"colour": 2, "shape": 2, "size": 1, "attr2": 1}, max_objects=3),
+        CurriculumPhase(
+            1.0, {"colour": 1, "shape": 2, "size": 1, "attr2": 1, "attr3": 2, "action": 3, "full": 3}
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ToyPretrainConfig:
+    """The whole recipe: data, the three stages, curriculum and evaluation.
+
+    Attributes:
+        seed: seeds torch (model init, batches) and the question generators.
+        model: the model sizes.
+        world: the toy world the clips come from.
+        train_start, train_clips: training videos are world indices
+            ``[train_start, train_start + train_clips)``.
+        eval_start, eval_clips: held-out videos, a disjoint index range (never trained on).
+        bank_frames: frames pre-rendered per clip (uniformly sampled, resized to ``S``); training
+            clips take ``F`` of them.
+        train_frames: ``F`` values drawn per step.
+        eval_frames: frames per held-out clip for the in-training accuracy.
+        chroma_augment: fraction of clips whose chroma is subsampled as yuv420p video does.
+        stage1: vision pretraining on single frames (batch = frames).
+        stage1_negatives: hard-negative descriptions per frame in stage 1 (the first changes a
+            shape, the others a random attribute).
+        stage2_projector: alignment with only the projector trained.
+        stage2: alignment with projector and language model trained.
+        stage3: instruction tuning.
+        freeze_vision: keep the tower as stage 1 left it (its features are then cached once);
+            otherwise stages 2b and 3 train it at ``vision_lr_scale`` times their learning rate.
+        vision_lr_scale: learning-rate factor of the tower after stage 1 (when not frozen).
+        caption_tasks: ``{task: weight}`` of the stage-2 caption tasks (``objects``: every object
+            with its actions; ``colours`` / ``shapes`` / ``actions``: checklists over the world's
+            colours, shapes and actions with what the clip has of each).
+        caption_turns: caption tasks per stage-2 conversation.
+        turns: yes/no turns per stage-3 conversation (the first one right after the video).
+        caption_fraction: share of stage-3 conversations that are caption conversations instead.
+        curriculum: the stage-3 phases.
+        eval_questions: held-out questions per trained kind for the in-training accuracy.
+        stage3_evals: in-training held-out evaluations during stage 3 (besides the final one).
+        threads: torch CPU threads.
+    """
+
+    seed: int = 0
+    model: ToyMLLMConfig = field(default_factory=ToyMLLMConfig)
+    world: ToyWorldConfig = field(default_factory=ToyWorldConfig)
+    train_start: int = 100_000
+    train_clips: int = 2000
+    eval_start: int = 900_000
+    eval_clips: int = 120
+    bank_frames: int = 12
+    train_frames: tuple[int, ...] = (2, 4, 4, 8)
+    eval_frames: int = 8
+    chroma_augment: float = 0.5
+    stage1: StageSchedule = field(default_factory=lambda: StageSchedule(800, 64, 2e-3, warmup=30))
+    stage1_negatives: int = 2
+    stage2_projector: StageSchedule = field(default_factory=lambda: StageSchedule(30, 32, 2e-3, warmup=5))
+    stage2: StageSchedule = field(default_factory=lambda: StageSchedule(400, 32, 1e-3, warmup=20))
+    stage3: StageSchedule = field(default_factory=lambda: StageSchedule(1500, 32, 1e-3, warmup=30))
+    freeze_vision: bool = True
+    vision_lr_scale: float = 0.2
+    caption_tasks: dict[str, float] = field(
+        default_factory=lambda: {"objects": 1.0, "colours": 1.0, "shapes": 1.0, "actions": 1.0}
+    )
+    caption_turns: int = 2
+    turns: int = 6
+    caption_fraction: float = 0.3
+    curriculum: tuple[CurriculumPhase, ...] = field(default_factory=default_curriculum)
+    eval_questions: int = 40
+    stage3_evals: int = 4
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.curriculum or self.curriculum[-1].until < 1.0:
+            problems.append("the last curriculum phase must reach until=1.0")
+        for phase in self.curriculum:
+            if unknown := sorted(set(phase.weights) - set(QUESTION_KINDS)):
+                problems.append(f"unknown question kinds {unknown}")
+        if max(self.train_frames) > self.bank_frames or self.eval_frames > self.bank_frames:
+            problems.append("train_frames and eval_frames must not exceed bank_frames")
+        train = range(self.train_start, self.train_start + self.train_clips)
+        held_out = range(self.eval_start, self.eval_start + self.eval_clips)
+        if train.start < held_out.stop and held_out.start < train.stop:
+            problems.append("the training and held-out index ranges overlap")
+        if problems:
+            raise ValueError("invalid ToyPretrainConfig: " + "; ".join(problems))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["world"] = self.world.to_json()
+        data["train_frames"] = list(self.train_frames)
+        return data
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> ToyPretrainConfig:
+        """A schedule of under a minute (tests, smoke runs): a tiny model on one 48 px frame per clip
+        (3 x 3 tokens), colour checklists and "is there a <colour> thing" questions only."""
+        tiny = ToyMLLMConfig(
+            image_size=48,
+            vision_hidden=32,
+            vision_layers=1,
+            vision_heads=2,
+            vision_intermediate=64,
+            text_hidden=96,
+            text_layers=2,
+            text_heads=2,
+            text_kv_heads=2,
+            text_intermediate=192,
+            clip_text_hidden=32,
+            clip_text_layers=1,
+            clip_embed_dim=32,
+        )
+        settings: dict[str, Any] = {
+            "model": tiny,
+            "train_clips": 300,
+            "eval_clips": 40,
+            "bank_frames": 2,
+            "train_frames": (1,),
+            "eval_frames": 1,
+            "stage1": StageSchedule(100, 64, 3e-3, warmup=5),
+            "stage1_negatives": 1,
+            "stage2_projector": StageSchedule(5, 32, 3e-3, warmup=1),
+            "stage2": StageSchedule(60, 32, 3e-3, warmup=5),
+            "stage3": StageSchedule(250, 32, 2e-3, warmup=10),
+            "caption_tasks": {"colours": 1.0},
+            "caption_turns": 1,
+            "caption_fraction": 0.5,
+            "curriculum": (CurriculumPhase(1.0, {"colour": 1.0}),),
+            "eval_questions": 40,
+            "stage3_evals": 0,
+            "threads": 1,
+        }
+        settings.update(overrides)
+        return cls(**settings)
+
+
+__all__ = [
+    "QUESTION_KINDS",
+    "CurriculumPhase",
+    "StageSchedule",
+    "ToyMLLMConfig",
+    "ToyPretrainConfig",
+    "default_curriculum",
+]

@@ -1,0 +1,735 @@
+"""Training data of the toy MLLM: a pre-rendered clip bank and the text of each stage.
+
+- :class:`ClipBank`: toy-world clips rendered once, ``bank_frames`` uniformly sampled frames per
+  clip resized to the tower's input (PIL bicubic, as the adapter does), kept as one uint8 tensor.
+- :func:`seen_objects`: what a set of sampled frames shows of each object: its attributes, the
+  actions those frames show it doing, and the actions it does that they may not show (never asked).
+- Text per stage: frame descriptions with a hard negative (stage 1), clip captions (stage 2),
+  yes/no questions with hard negatives and a curriculum (stage 3).
+- :class:`Sampler`: seeded batches of token ids with labels on the answers only.
+
+Supervision is text only: boxes and spans are read to decide what is true of the sampled frames,
+never given to the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerFast
+
+from zsgrounding.datasets.toyworld import (
+    ACTIONS,
+    COLOURS,
+    SHAPES,
+    SIZES,
+    ToyObject,
+    ToyVideo,
+    ToyWorldConfig,
+    generate_one,
+)
+from zsgrounding.mllm.preprocess import resize_frames
+from zsgrounding.toymllm.config import QUESTION_KINDS, CurriculumPhase, ToyMLLMConfig
+from zsgrounding.toymllm.tokenizer import encode_conversation
+from zsgrounding.video import uniform_ids
+
+BASE_VERBS: dict[str, str] = {
+    "move_left": "move left",
+    "move_right": "move right",
+    "move_up": "move up",
+    "move_down": "move down",
+    "grow": "grow",
+    "shrink": "shrink",
+    "stay_still": "stay still",
+    "appear": "appear",
+    "leave": "leave",
+}
+"""Action id -> the verb after ``does the ...``."""
+MIN_SEEN_MOTION = 0.6  # share of a motion's steps the sampled frames must span to call it shown
+ATTRIBUTES = ("size", "colour", "shape")
+
+
+# ---------------------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class SeenObject:
+    """One object as a set of sampled frames shows it.
+
+    Attributes:
+        colour, shape, size: its attributes.
+        visible: drawn on at least one sampled frame.
+        actions: actions the sampled frames show it doing.
+        unsure: actions it does that the sampled frames may not show; questions about them are
+            never asked.
+        start: native frame of its first visible sampled frame (orders its actions in captions).
+        order: ``(action, native start frame)`` of each shown action, for captions.
+    """
+
+    colour: str
+    shape: str
+    size: str
+    visible: bool
+    actions: frozenset[str]
+    unsure: frozenset[str]
+    order: tuple[tuple[str, int], ...] = ()
+
+    def attribute(self, name: str) -> str:
+        return {"colour": self.colour, "shape": self.shape, "size": self.size}[name]
+
+
+def seen_objects(objects: Sequence[ToyObject], num_frames: int, frame_ids: np.ndarray) -> list[SeenObject]:
+    """What the sampled native frames ``frame_ids`` (ascending) show of each object."""
+    ids = np.asarray(frame_ids)
+    out = []
+    for obj in objects:
+        v0, v1 = obj.visible
+        inside = ids[(ids >= v0) & (ids < v1)]
+        shown: list[tuple[str, int]] = []
+        unsure: set[str] = set()
+        if inside.size == 0:
+            out.append(SeenObject(obj.colour, obj.shape, obj.size, False, frozenset(), frozenset(ACTIONS)))
+            continue
+        first, last = int(inside[0]), int(inside[-1])
+        if v0 > 0:
+            (shown.append(("appear", v0)) if ids[0] < v0 else unsure.add("appear"))
+        if v1 < num_frames:
+            (shown.append(("leave", v1)) if ids[-1] >= v1 else unsure.add("leave"))
+        for seg in obj.motions:
+            # Position changes on frames s..e-1; the samples see the steps in (first, last].
+            steps = max(0, min(seg.end - 1, last) - max(seg.start, first + 1) + 1)
+            if steps >= MIN_SEEN_MOTION * (seg.end - seg.start):
+                shown.append((seg.action, seg.start))
+            else:
+                unsure.add(seg.action)
+        if not obj.motions and (v0, v1) == (0, num_frames):
+            shown.append(("stay_still", 0))
+        elif not shown:
+            unsure.add("stay_still")  # it does something, but not where these frames look
+        shown.sort(key=lambda item: item[1])
+        actions = frozenset(a for a, _ in shown)
+        out.append(
+            SeenObject(
+                obj.colour, obj.shape, obj.size, True, actions, frozenset(unsure - actions), tuple(shown)
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a question asks about: ``None`` fields are not named."""
+
+    colour: str | None = None
+    shape: str | None = None
+    size: str | None = None
+    action: str | None = None
+
+    def matches(self, obj: SeenObject) -> bool:
+        return all(getattr(self, name) in (None, obj.attribute(name)) for name in ATTRIBUTES)
+
+    @property
+    def named(self) -> tuple[str, ...]:
+        return tuple(name for name in ATTRIBUTES if getattr(self, name) is not None)
+
+    def noun_phrase(self) -> str:
+        """``"big red circle that moves left"`` (no article; ``thing`` when the shape is not named)."""
+        words = [w for w in (self.size, self.colour) if w]
+        words.append(self.shape or "thing")
+        text = " ".join(words)
+        return f"{text} that {ACTIONS[self.action]}" if self.action else text
+
+
+def answer(objects: Sequence[SeenObject], desc: Description) -> bool | None:
+    """Whether the sampled frames show an object fitting ``desc``; ``None``: they cannot tell."""
+    matching = [obj for obj in objects if desc.matches(obj)]
+    if desc.action is None:
+        if any(obj.visible for obj in matching):
+            return True
+        return None if matching else False
+    if any(obj.visible and desc.action in obj.actions for obj in matching):
+        return True
+    if any(not obj.visible or desc.action in obj.unsure for obj in matching):
+        return None
+    return False
+
+
+# ---------------------------------------------------------------------------------------- text
+
+
+def _article(words: str) -> str:
+    return f"an {words}" if words[0] in "aeiou" else f"a {words}"
+
+
+def question_text(desc: Description, style: int) -> str:
+    """The question of ``desc`` in one of four phrasings (0 is the grounder's own)."""
+    if style == 3 and desc.action is not None:
+        base = Description(desc.colour, desc.shape, desc.size).noun_phrase()
+        return f"does the {base} {BASE_VERBS[desc.action]}?"
+    if style == 1:
+        return f"is there {_article(desc.noun_phrase())} in this video?"
+    if style == 2:
+        return f"is there {_article(desc.noun_phrase())}?"
+    return f"Is there the {desc.noun_phrase()} in this video?"
+
+
+def _ranked(objects: Sequence[SeenObject]) -> list[SeenObject]:
+    """Visible objects in the fixed description order: colour, shape, size (the tables' order)."""
+    colour_rank = {c: i for i, c in enumerate(COLOURS)}
+    shape_rank = {s: i for i, s in enumerate(SHAPES)}
+    return sorted(
+        (o for o in objects if o.visible),
+        key=lambda o: (colour_rank[o.colour], shape_rank[o.shape], SIZES.index(o.size)),
+    )
+
+
+def caption(objects: Sequence[SeenObject], world: ToyWorldConfig | None = None) -> str:
+    """Every visible object in a fixed order (colour, shape, size), each with its shown actions."""
+    parts = []
+    for obj in _ranked(objects):
+        text = _article(f"{obj.size} {obj.colour} {obj.shape}")
+        if obj.order:
+            text += " that " + " and ".join(ACTIONS[a] for a, _ in obj.order)
+        parts.append(text)
+    return " , ".join(parts) + " ."
+
+
+def colour_checklist(objects: Sequence[SeenObject], world: ToyWorldConfig) -> str:
+    """Every colour of the world in turn with what has it: ``"red big circle , green none , ..."``.
+
+    A checklist puts the looked-up word right before what the model must find for it, which is
+    what teaches the language model to look for a word among the visual tokens.
+    """
+    ranked = _ranked(objects)
+    entries = []
+    for colour in world.colours:
+        found = dict.fromkeys(f"{o.size} {o.shape}" for o in ranked if o.colour == colour)
+        entries.append(f"{colour} {' '.join(found) or 'none'}")
+    return " , ".join(entries) + " ."
+
+
+def shape_checklist(objects: Sequence[SeenObject], world: ToyWorldConfig) -> str:
+    """Every shape of the world in turn with what has it: ``"circle big red , square none , ..."``."""
+    ranked = _ranked(objects)
+    entries = []
+    for shape in world.shapes:
+        found = dict.fromkeys(f"{o.size} {o.colour}" for o in ranked if o.shape == shape)
+        entries.append(f"{shape} {' '.join(found) or 'none'}")
+    return " , ".join(entries) + " ."
+
+
+def action_checklist(objects: Sequence[SeenObject], world: ToyWorldConfig) -> str:
+    """Every action of the world in turn with who does it: ``"moves left big red circle , grows none ,
+    ..."``; actions the sampled frames cannot settle for some object are left out."""
+    ranked = _ranked(objects)
+    entries = []
+    for action in world.actions:
+        if any(action in o.unsure for o in ranked):
+            continue
+        found = dict.fromkeys(f"{o.size} {o.colour} {o.shape}" for o in ranked if action in o.actions)
+        entries.append(f"{ACTIONS[action]} {' '.join(found) or 'none'}")
+    return " , ".join(entries) + " ."
+
+
+CAPTION_TASKS: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
+    "objects": (("describe this video.", "what is in this video?", "describe the video."), caption),
+    "colours": (("list the colours.", "describe the colours in this video."), colour_checklist),
+    "shapes": (("list the shapes.", "describe the shapes in this video."), shape_checklist),
+    "actions": (("list the actions.", "what does each thing do?"), action_checklist),
+}
+"""Stage-2 caption tasks: prompts and the description of the sampled frames they ask for."""
+
+
+def frame_description(rng: np.random.Generator, objects: Sequence[tuple[str, str, str]]) -> str:
+    """``"a small red circle and a blue square"``: the objects of one frame, random order and sizes."""
+    order = rng.permutation(len(objects))
+    phrases = []
+    for i in order:
+        size, colour, shape = objects[i]
+        words = f"{size} {colour} {shape}" if rng.random() < 0.5 else f"{colour} {shape}"
+        phrases.append(_article(words))
+    return " and ".join(phrases) if phrases else "nothing"
+
+
+def perturbed(
+    rng: np.random.Generator,
+    objects: Sequence[tuple[str, str, str]],
+    world: ToyWorldConfig,
+    attribute: str | None = None,
+) -> list[tuple[str, str, str]]:
+    """The objects of a frame with ``attribute`` (default: a random one) of one object changed: a
+    stage-1 hard negative."""
+    out = list(objects)
+    if not out:
+        return [(str(rng.choice(SIZES)), str(rng.choice(world.colours)), str(rng.choice(world.shapes)))]
+    i = int(rng.integers(len(out)))
+    size, colour, shape = out[i]
+    which = attribute or ATTRIBUTES[int(rng.integers(3))]
+    if which == "colour":
+        colour = str(rng.choice([c for c in world.colours if c != colour]))
+    elif which == "shape":
+        shape = str(rng.choice([s for s in world.shapes if s != shape]))
+    else:
+        size = next(s for s in SIZES if s != size)
+    out[i] = (size, colour, shape)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- questions
+
+
+@dataclass(frozen=True)
+class Question:
+    """One yes/no question: its text, answer, kind (:data:`QUESTION_KINDS`) and whether it is a
+    hard negative (a "no" sharing an attribute or the action with an object of the clip)."""
+
+    text: str
+    answer: bool
+    kind: str
+    hard: bool
+    desc: Description
+
+
+def _kind_attributes(rng: np.random.Generator, kind: str) -> tuple[str, ...]:
+    if kind in ("colour", "shape", "size"):
+        return (kind,)
+    if kind == "attr2":
+        return ("colour", "shape")
+    if kind == "attr3":
+        return ATTRIBUTES
+    if kind == "action":  # the grounder's action sub-query: mostly "the circle that moves left"
+        return (("shape",), ("colour",), ("size",), (), ("shape",))[int(rng.integers(5))]
+    if kind == "full":
+        return ATTRIBUTES if rng.random() < 0.5 else ("colour", "shape")
+    raise ValueError(f"unknown question kind {kind!r}")
+
+
+def _values(world: ToyWorldConfig, name: str) -> tuple[str, ...]:
+    return {"colour": world.colours, "shape": world.shapes, "size": SIZES}[name]
+
+
+def _describe(obj: SeenObject, names: Sequence[str], action: str | None) -> Description:
+    values = {name: obj.attribute(name) for name in names}
+    return Description(values.get("colour"), values.get("shape"), values.get("size"), action)
+
+
+def _replace(desc: Description, **changes: str | None) -> Description:
+    fields = {"colour": desc.colour, "shape": desc.shape, "size": desc.size, "action": desc.action}
+    fields.update(changes)
+    return Description(**fields)
+
+
+def _positive(rng: np.random.Generator, objects: Sequence[SeenObject], kind: str) -> Description | None:
+    visible = [o for o in objects if o.visible]
+    obj = visible[int(rng.integers(len(visible)))]
+    action = None
+    if kind in ("action", "full"):
+        if not obj.actions:
+            return None
+        action = sorted(obj.actions)[int(rng.integers(len(obj.actions)))]
+    return _describe(obj, _kind_attributes(rng, kind), action)
+
+
+def _hard_negative(
+    rng: np.random.Generator, objects: Sequence[SeenObject], kind: str, world: ToyWorldConfig
+) -> Description | None:
+    """A "no" that shares all but one attribute, or the action, with an object of the clip."""
+    visible = [o for o in objects if o.visible]
+    obj = visible[int(rng.integers(len(visible)))]
+    names = _kind_attributes(rng, kind)
+    if kind not in ("action", "full"):
+        desc = _describe(obj, names, None)
+        name = names[int(rng.integers(len(names)))]
+        other = [v for v in _values(world, name) if v != obj.attribute(name)]
+        return _replace(desc, **{name: str(rng.choice(other))})
+    done = sorted({a for o in visible for a in o.actions})
+    if rng.random() < 0.5 or not done:
+        # The object is there, the action is not its own (ideally another object's).
+        pool = [a for a in done if a not in obj.actions] or [a for a in world.actions if a not in obj.actions]
+        return _describe(obj, names, str(rng.choice(pool))) if pool else None
+    # The action is done, by something the attributes do not fit.
+    action = str(rng.choice(done))
+    if not names:
+        return None
+    desc = _describe(obj, names, action)
+    name = names[int(rng.integers(len(names)))]
+    other = [v for v in _values(world, name) if v != obj.attribute(name)]
+    return _replace(desc, **{name: str(rng.choice(other))})
+
+
+def shares_with_clip(objects: Sequence[SeenObject], desc: Description) -> bool:
+    """Whether a "no" about ``desc`` is a hard negative for these objects.
+
+    It is when a visible object does its action, or fits its attributes (but not the action), or
+    has all but one of two or more named attributes. A one-attribute question without an action
+    has no hard negative.
+    """
+    visible = [o for o in objects if o.visible]
+    if desc.action is not None and any(desc.action in o.actions or desc.matches(o) for o in visible):
+        return True
+    names = desc.named
+    return len(names) >= 2 and any(
+        sum(getattr(desc, n) == o.attribute(n) for n in names) >= len(names) - 1 for o in visible
+    )
+
+
+def _easy_negative(rng: np.random.Generator, kind: str, world: ToyWorldConfig) -> Description:
+    names = _kind_attributes(rng, kind)
+    values = {name: str(rng.choice(_values(world, name))) for name in names}
+    action = str(rng.choice(world.actions)) if kind in ("action", "full") else None
+    return Description(values.get("colour"), values.get("shape"), values.get("size"), action)
+
+
+def make_question(
+    rng: np.random.Generator,
+    objects: Sequence[SeenObject],
+    kind: str,
+    want: bool,
+    world: ToyWorldConfig,
+    hard_negatives: float = 0.8,
+    style: int | None = None,
+    tries: int = 12,
+) -> Question | None:
+    """A question of ``kind`` whose answer on these objects is ``want``; ``None`` if none is found."""
+    if kind not in QUESTION_KINDS:
+        raise ValueError(f"unknown question kind {kind!r}")
+    if not any(o.visible for o in objects):
+        return None
+    for _ in range(tries):
+        hard = not want and rng.random() < hard_negatives
+        if want:
+            desc = _positive(rng, objects, kind)
+        elif hard:
+            desc = _hard_negative(rng, objects, kind, world)
+        else:
+            desc = _easy_negative(rng, kind, world)
+        if desc is None or answer(objects, desc) is not want:
+            continue
+        hard = not want and shares_with_clip(objects, desc)
+        chosen = style if style is not None else int(rng.choice(4, p=(0.5, 0.2, 0.15, 0.15)))
+        if chosen == 3 and desc.action is None:
+            chosen = 0
+        return Question(question_text(desc, chosen), want, kind, hard, desc)
+    return None
+
+
+# ---------------------------------------------------------------------------------------- bank
+
+
+def chroma_subsample(frame: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 with its chroma halved in both directions, as yuv420p video stores it."""
+    y, cb, cr = Image.fromarray(frame).convert("YCbCr").split()
+    half = (max(1, frame.shape[1] // 2), max(1, frame.shape[0] // 2))
+    cb, cr = (
+        c.resize(half, Image.Resampling.BOX).resize(y.size, Image.Resampling.BILINEAR) for c in (cb, cr)
+    )
+    return np.asarray(Image.merge("YCbCr", (y, cb, cr)).convert("RGB"))
+
+
+@dataclass
+class ClipBank:
+    """Clips rendered once.
+
+    Attributes:
+        frames: ``(N, K, S, S, 3)`` uint8: ``K`` frames per clip at native ids ``frame_ids``,
+            resized to the tower's ``S``.
+        frame_ids: ``(N, K)`` int64 native ids (``uniform_ids(T, K)``).
+        num_frames: ``(N,)`` native length ``T`` of each clip.
+        objects: each clip's objects (boxes, visibility, motions).
+        indices: world index of each clip.
+    """
+
+    frames: torch.Tensor
+    frame_ids: np.ndarray
+    num_frames: np.ndarray
+    objects: list[list[ToyObject]]
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def seen(self, clip: int, picks: np.ndarray) -> list[SeenObject]:
+        """What bank frames ``picks`` (ascending) of clip ``clip`` show."""
+        return seen_objects(self.objects[clip], int(self.num_frames[clip]), self.frame_ids[clip, picks])
+
+    def frame_objects(self, clip: int, pick: int) -> list[tuple[str, str, str]]:
+        """``(size, colour, shape)`` of the objects drawn on bank frame ``pick`` of clip ``clip``."""
+        fid = int(self.frame_ids[clip, pick])
+        return [(o.size, o.colour, o.shape) for o in self.objects[clip] if o.visible[0] <= fid < o.visible[1]]
+
+
+def build_bank(
+    world: ToyWorldConfig,
+    start: int,
+    count: int,
+    bank_frames: int,
+    size: int,
+    chroma_augment: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "clip bank",
+) -> ClipBank:
+    """Render world videos ``[start, start + count)`` into a :class:`ClipBank`."""
+    rng = np.random.default_rng([seed, start, count])
+    frames = torch.empty((count, bank_frames, size, size, 3), dtype=torch.uint8)
+    frame_ids = np.empty((count, bank_frames), dtype=np.int64)
+    lengths = np.empty(count, dtype=np.int64)
+    objects = []
+    for row, index in enumerate(
+        tqdm(range(start, start + count), desc=desc, unit="clip", disable=not progress)
+    ):
+        video: ToyVideo = generate_one(index, world)
+        ids = uniform_ids(video.num_frames, bank_frames)
+        picked = video.frames[ids]
+        if rng.random() < chroma_augment:
+            picked = np.stack([chroma_subsample(f) for f in picked])
+        frames[row] = torch.from_numpy(resize_frames(picked, size, size, int(Image.Resampling.BICUBIC)))
+        frame_ids[row], lengths[row] = ids, video.num_frames
+        objects.append(video.objects)
+    return ClipBank(frames, frame_ids, lengths, objects, list(range(start, start + count)))
+
+
+def pick_frames(rng: np.random.Generator, bank_frames: int, count: int) -> np.ndarray:
+    """``count`` ascending bank frames spread over the clip: one per equal stratum, jittered."""
+    edges = np.linspace(0, bank_frames, count + 1)
+    picks = np.floor(edges[:-1] + rng.random(count) * (edges[1:] - edges[:-1])).astype(np.int64)
+    return np.clip(picks, 0, bank_frames - 1)
+
+
+def even_frames(bank_frames: int, count: int) -> np.ndarray:
+    """``count`` bank frames at the strata centres (deterministic, for evaluation)."""
+    return uniform_ids(bank_frames, count)
+
+
+# ---------------------------------------------------------------------------------------- batches
+
+
+@dataclass
+class TextBatch:
+    """A padded batch of conversations about clips of a bank.
+
+    Attributes:
+        clips: ``(B,)`` bank rows.
+        picks: ``(B, F)`` bank frames of each clip, ascending.
+        input_ids: ``(B, N)`` long, right-padded with the pad id; visual slots hold ``<video>``.
+        attention_mask: ``(B, N)`` long.
+        labels: ``(B, N)`` long next-token targets, ``-100`` where there is no loss.
+        answer_positions: per example, the positions predicting each turn's first answer token.
+        questions: per example, the :class:`Question` of each turn (empty for captions).
+    """
+
+    clips: torch.Tensor
+    picks: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    answer_positions: list[list[int]]
+    questions: list[list[Question]]
+
+
+def collate(
+    tokenizer: PreTrainedTokenizerFast,
+    clips: Sequence[int],
+    picks: Sequence[np.ndarray],
+    conversations: Sequence[Sequence[tuple[str, str]]],
+    num_visual: int,
+    questions: Sequence[Sequence[Question]] | None = None,
+) -> TextBatch:
+    """Encode and right-pad conversations (one per clip) into a :class:`TextBatch`."""
+    encoded = [encode_conversation(tokenizer, turns, num_visual) for turns in conversations]
+    length = max(len(e.input_ids) for e in encoded)
+    pad = int(tokenizer.pad_token_id)
+    ids = torch.full((len(encoded), length), pad, dtype=torch.long)
+    mask = torch.zeros((len(encoded), length), dtype=torch.long)
+    labels = torch.full((len(encoded), length), -100, dtype=torch.long)
+    for row, enc in enumerate(encoded):
+        n = len(enc.input_ids)
+        ids[row, :n] = torch.tensor(enc.input_ids)
+        mask[row, :n] = 1
+        labels[row, :n] = torch.tensor(enc.labels)
+    return TextBatch(
+        clips=torch.tensor(list(clips), dtype=torch.long),
+        picks=torch.from_numpy(np.stack(picks)).long(),
+        input_ids=ids,
+        attention_mask=mask,
+        labels=labels,
+        answer_positions=[e.answer_positions for e in encoded],
+        questions=[list(q) for q in questions] if questions is not None else [[] for _ in encoded],
+    )
+
+
+class Sampler:
+    """Seeded batches of every stage from one clip bank.
+
+    Args:
+        bank: the clips.
+        tokenizer: the toy tokenizer.
+        world: the toy world (its colours, shapes and actions are what questions may name).
+        model_config: the model sizes (how many tokens a video expands to).
+        seed: seeds the numpy generator of every draw.
+    """
+
+    def __init__(
+        self,
+        bank: ClipBank,
+        tokenizer: PreTrainedTokenizerFast,
+        world: ToyWorldConfig,
+        model_config: ToyMLLMConfig,
+        seed: int | Sequence[int],
+    ) -> None:
+        self.bank = bank
+        self.tokenizer = tokenizer
+        self.world = world
+        self.model_config = model_config
+        self.rng = np.random.default_rng(seed)
+        self._counts = np.array([len(objs) for objs in bank.objects])
+
+    def _clip(self, max_objects: int = 99) -> int:
+        allowed = np.flatnonzero(self._counts <= max_objects)
+        pool = allowed if allowed.size else np.arange(len(self.bank))
+        return int(pool[self.rng.integers(pool.size)])
+
+    def frame_batch(self, batch: int, negatives: int = 1) -> tuple[torch.Tensor, list[str], list[str]]:
+        """Stage 1: ``(rows, texts, hard)``: ``rows (B, 2)`` long ``(clip, bank frame)``, the frames'
+        descriptions, and ``negatives * B`` descriptions with one attribute of one object changed
+        (round ``r`` holds ``hard[r * B : (r + 1) * B]``; round 0 changes a shape, the subtlest cue,
+        later rounds a random attribute)."""
+        rows, texts, hard = [], [], [[] for _ in range(negatives)]
+        for _ in range(batch):
+            clip = self._clip()
+            pick = int(self.rng.integers(self.bank.frames.shape[1]))
+            objs = self.bank.frame_objects(clip, pick)
+            rows.append((clip, pick))
+            texts.append(frame_description(self.rng, objs))
+            for r in range(negatives):
+                changed = perturbed(self.rng, objs, self.world, "shape" if r == 0 else None)
+                hard[r].append(frame_description(self.rng, changed))
+        return torch.tensor(rows, dtype=torch.long), texts, [t for round_ in hard for t in round_]
+
+    def _captions(
+        self, seen: list[SeenObject], weights: dict[str, float], turns: int
+    ) -> list[tuple[str, str]]:
+        """Up to ``turns`` different caption tasks drawn by ``weights``: ``(prompt, caption)``."""
+        tasks = sorted(weights)
+        p = np.array([weights[t] for t in tasks], dtype=np.float64)
+        chosen = self.rng.choice(tasks, size=min(turns, len(tasks)), replace=False, p=p / p.sum())
+        out = []
+        for task in chosen:
+            prompts, describe = CAPTION_TASKS[str(task)]
+            out.append((prompts[int(self.rng.integers(len(prompts)))], describe(seen, self.world)))
+        return out
+
+    def caption_batch(self, batch: int, frames: int, weights: dict[str, float], turns: int = 1) -> TextBatch:
+        """Stage 2: conversations of ``turns`` caption tasks (:data:`CAPTION_TASKS`) about a clip."""
+        clips, picks, convs = [], [], []
+        for _ in range(batch):
+            clip = self._clip()
+            pick = pick_frames(self.rng, self.bank.frames.shape[1], frames)
+            clips.append(clip)
+            picks.append(pick)
+            convs.append(self._captions(self.bank.seen(clip, pick), weights, turns))
+        return collate(self.tokenizer, clips, picks, convs, self._num_visual(frames))
+
+    def qa_batch(
+        self,
+        batch: int,
+        frames: int,
+        phase: CurriculumPhase,
+        turns: int,
+        captions: float,
+        caption_weights: dict[str, float],
+    ) -> TextBatch:
+        """Stage 3: conversations of up to ``turns`` balanced yes/no questions; a share ``captions``
+        of them are caption conversations instead (stage 2 kept alive)."""
+        kinds = sorted(phase.weights)
+        weights = np.array([phase.weights[k] for k in kinds], dtype=np.float64)
+        weights /= weights.sum()
+        clips, picks, convs, questions = [], [], [], []
+        while len(clips) < batch:
+            clip = self._clip(phase.max_objects)
+            pick = pick_frames(self.rng, self.bank.frames.shape[1], frames)
+            seen = self.bank.seen(clip, pick)
+            if self.rng.random() < captions:
+                clips.append(clip)
+                picks.append(pick)
+                convs.append(self._captions(seen, caption_weights, 2))
+                questions.append([])
+                continue
+            asked: list[Question] = []
+            for _ in range(turns * 3):
+                if len(asked) == turns:
+                    break
+                kind = str(self.rng.choice(kinds, p=weights))
+                want = bool(self.rng.random() < 0.5)
+                q = make_question(self.rng, seen, kind, want, self.world, phase.hard_negatives)
+                if q is not None and all(q.text != a.text for a in asked):
+                    asked.append(q)
+            if asked:
+                clips.append(clip)
+                picks.append(pick)
+                convs.append([(q.text, "yes" if q.answer else "no") for q in asked])
+                questions.append(asked)
+        return collate(self.tokenizer, clips, picks, convs, self._num_visual(frames), questions)
+
+    def _num_visual(self, frames: int) -> int:
+        return self.model_config.num_visual(frames)
+
+
+def held_out_questions(
+    bank: ClipBank,
+    world: ToyWorldConfig,
+    frames: int,
+    per_kind: int,
+    seed: int,
+    kinds: Sequence[str] = QUESTION_KINDS,
+    style: int | None = 0,
+) -> list[tuple[int, np.ndarray, Question]]:
+    """Fixed held-out ``(clip, picks, question)``: ``per_kind`` balanced questions of each kind,
+    negatives hard whenever a hard one exists, in the grounder's phrasing by default."""
+    rng = np.random.default_rng([seed, 7])
+    picks = even_frames(bank.frames.shape[1], frames)
+    out: list[tuple[int, np.ndarray, Question]] = []
+    for kind in kinds:
+        made, attempts = 0, 0
+        while made < per_kind and attempts < per_kind * 50:
+            attempts += 1
+            clip = int(rng.integers(len(bank)))
+            q = make_question(rng, bank.seen(clip, picks), kind, made % 2 == 0, world, 1.0, style)
+            if q is not None:
+                out.append((clip, picks, q))
+                made += 1
+    return out
+
+
+__all__ = [
+    "BASE_VERBS",
+    "CAPTION_TASKS",
+    "ClipBank",
+    "Description",
+    "Question",
+    "Sampler",
+    "SeenObject",
+    "TextBatch",
+    "action_checklist",
+    "answer",
+    "build_bank",
+    "caption",
+    "chroma_subsample",
+    "collate",
+    "colour_checklist",
+    "even_frames",
+    "frame_description",
+    "held_out_questions",
+    "make_question",
+    "perturbed",
+    "pick_frames",
+    "question_text",
+    "seen_objects",
+    "shape_checklist",
+    "shares_with_clip",
+]

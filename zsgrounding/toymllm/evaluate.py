@@ -1,0 +1,233 @@
+"""Held-out evaluation of a toy MLLM checkpoint through the same path the grounder uses.
+
+``load_adapter(dir)`` -> ``adapter.prepare(clip, question)`` -> ``adapter.forward`` ->
+``adapter.yes_no_score`` (> 0 means "yes"), on toy-world videos of an index range the recipe
+never trains on, with frames sampled uniformly at native resolution as the grounder samples them.
+
+- :func:`evaluate_vqa`: accuracy overall, per question kind, on positives and on hard negatives,
+  per action, and the majority-answer baseline.
+- :func:`attention_check`: does the special tokens' attention over the visual tokens fall more on
+  the asked object than on the others? Each object is scored as the tube scorer scores a track
+  (the max of the evidence inside its boxes over the sampled frames).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from zsgrounding.datasets.toyworld import ToyVideo, ToyWorldConfig, generate_one, object_tracks
+from zsgrounding.mllm import MLLMAdapter, load_adapter
+from zsgrounding.toymllm.config import QUESTION_KINDS
+from zsgrounding.toymllm.data import Question, make_question, seen_objects
+from zsgrounding.toymllm.stages import vqa_summary
+from zsgrounding.tubes import score_tracks
+from zsgrounding.types import Clip
+from zsgrounding.video import uniform_ids
+
+QUESTION = "Is there {} in this video?"  # the grounder's phrasing (zsgrounding.pipeline)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Which held-out questions to ask.
+
+    Attributes:
+        world: the toy world (the recipe's).
+        start, clips: held-out world indices ``[start, start + clips)``.
+        frames: frames per clip, ``uniform_ids(T, frames)`` as the grounder samples them.
+        per_kind: balanced questions per kind (half "yes"); negatives are hard whenever possible.
+        kinds: question kinds (:data:`zsgrounding.toymllm.config.QUESTION_KINDS`).
+        style: phrasing (0: ``"Is there the ... in this video?"``; ``None``: a random mix).
+        seed: seeds the question draw.
+    """
+
+    world: ToyWorldConfig = field(default_factory=ToyWorldConfig)
+    start: int = 900_000
+    clips: int = 120
+    frames: int = 8
+    per_kind: int = 60
+    kinds: tuple[str, ...] = QUESTION_KINDS
+    style: int | None = 0
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["world"] = self.world.to_json()
+        data["kinds"] = list(self.kinds)
+        return data
+
+
+def toy_clip(video: ToyVideo, frames: int) -> Clip:
+    """``frames`` uniformly sampled native frames of a toy video as a :class:`Clip`."""
+    ids = uniform_ids(video.num_frames, min(frames, video.num_frames))
+    return Clip(
+        frames=video.frames[ids],
+        frame_ids=ids,
+        times=ids / video.fps,
+        fps=video.fps,
+        num_frames=video.num_frames,
+        width=video.width,
+        height=video.height,
+    )
+
+
+def _adapter(model: str | Path | MLLMAdapter) -> MLLMAdapter:
+    return model if isinstance(model, MLLMAdapter) else load_adapter(model)
+
+
+def held_out_set(config: EvalConfig) -> tuple[dict[int, ToyVideo], list[tuple[int, Question]]]:
+    """The videos and ``(video index, question)`` pairs of an evaluation."""
+    rng = np.random.default_rng([config.seed, 11])
+    videos: dict[int, ToyVideo] = {}
+    pairs: list[tuple[int, Question]] = []
+    for kind in config.kinds:
+        made = attempts = 0
+        while made < config.per_kind and attempts < 50 * config.per_kind:
+            attempts += 1
+            index = config.start + int(rng.integers(config.clips))
+            if index not in videos:
+                videos[index] = generate_one(index, config.world)
+            video = videos[index]
+            ids = uniform_ids(video.num_frames, min(config.frames, video.num_frames))
+            seen = seen_objects(video.objects, video.num_frames, ids)
+            q = make_question(rng, seen, kind, made % 2 == 0, config.world, 1.0, config.style)
+            if q is not None:
+                pairs.append((index, q))
+                made += 1
+    return videos, pairs
+
+
+@torch.no_grad()
+def evaluate_vqa(
+    model: str | Path | MLLMAdapter, config: EvalConfig | None = None, progress: bool = True
+) -> dict:
+    """Held-out yes/no accuracy of a checkpoint directory (or loaded adapter).
+
+    Returns :func:`zsgrounding.toymllm.stages.vqa_summary`'s numbers plus ``action/<id>``
+    accuracies over the action questions, ``frames`` and ``config``.
+    """
+    cfg = config or EvalConfig()
+    adapter = _adapter(model)
+    videos, pairs = held_out_set(cfg)
+    clips = {index: toy_clip(video, cfg.frames) for index, video in videos.items()}
+    records: list[tuple[Question, bool]] = []
+    per_action: dict[str, list[bool]] = defaultdict(list)
+    for index, q in tqdm(pairs, desc=f"held-out VQA ({cfg.frames} frames)", disable=not progress):
+        score = float(adapter.yes_no_score(adapter.forward(adapter.prepare(clips[index], q.text)))[0])
+        said = score > 0
+        records.append((q, said))
+        if q.desc.action is not None:
+            per_action[q.desc.action].append(said == q.answer)
+    summary = vqa_summary(records)
+    summary.update({f"action/{a}": round(float(np.mean(v)), 4) for a, v in sorted(per_action.items())})
+    summary["frames"] = cfg.frames
+    summary["config"] = cfg.to_json()
+    return summary
+
+
+@torch.no_grad()
+def attention_check(
+    model: str | Path | MLLMAdapter,
+    config: EvalConfig | None = None,
+    clips: int = 12,
+    layers: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Where the special tokens look, for the caption's attribute phrase and the whole caption.
+
+    For each held-out video and question (``attribute``: ``"Is there the big red circle in this
+    video?"``, asked objects = all objects fitting the phrase; ``caption``: the whole caption,
+    asked object = the target), the captured attention (mean over ``layers`` and heads) gives an
+    evidence map per special token and their mean. Each object scores the max evidence inside its
+    boxes; a hit is an asked object scoring above every other object.
+
+    Returns per question type: ``hit_rate`` of the mean map, ``hit_rate_per_token``,
+    ``mean_ratio`` (best asked score / best other score), ``chance`` (the hit rate of random
+    object scores, ``mean(asked / objects)``), and ``clips``.
+    """
+    cfg = config or EvalConfig()
+    adapter = _adapter(model)
+    out: dict[str, Any] = {}
+    stats: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for index in tqdm(range(cfg.start, cfg.start + clips), desc="attention check", disable=not progress):
+        video = generate_one(index, cfg.world)
+        clip = toy_clip(video, cfg.frames)
+        tracks = object_tracks(video)
+        questions = {
+            "attribute": (
+                [i for i, o in enumerate(video.objects) if video.parts.matches(o)],
+                video.parts.attribute_phrase,
+            ),
+            "caption": ([video.target], video.caption),
+        }
+        for name, (asked, phrase) in questions.items():
+            others = [i for i in range(len(video.objects)) if i not in asked]
+            if not others:
+                continue
+            prepared = adapter.prepare(clip, QUESTION.format(phrase))
+            result = adapter.forward(prepared, capture=prepared.capture_config(layers))
+            maps = prepared.to_grid(result.attention.mean()).numpy()  # (S, T, h, w)
+            per_map = [
+                score_tracks(evidence, tracks, clip.frame_ids, video.width, video.height)
+                for evidence in [*maps, maps.mean(0)]
+            ]
+            hits = [bool(scores[asked].max() > scores[others].max()) for scores in per_map]
+            mean_scores = per_map[-1]
+            stats[name]["hit"].append(hits[-1])
+            stats[name]["hit_per_token"].append(hits[:-1])
+            stats[name]["ratio"].append(
+                float(mean_scores[asked].max() / max(mean_scores[others].max(), 1e-12))
+            )
+            stats[name]["chance"].append(len(asked) / len(video.objects))
+            stats[name]["yes_no_score"].append(float(adapter.yes_no_score(result)[0]))
+    for name, values in stats.items():
+        out[name] = {
+            "clips": len(values["hit"]),
+            "hit_rate": round(float(np.mean(values["hit"])), 4),
+            "hit_rate_per_token": [round(float(v), 4) for v in np.mean(values["hit_per_token"], axis=0)],
+            "mean_ratio": round(float(np.mean(values["ratio"])), 4),
+            "median_ratio": round(float(np.median(values["ratio"])), 4),
+            "chance": round(float(np.mean(values["chance"])), 4),
+            "mean_yes_no_score": round(float(np.mean(values["yes_no_score"])), 4),
+        }
+    out["special_tokens"] = list(
+        adapter.prepare(toy_clip(generate_one(cfg.start, cfg.world), 2), "is there?").special_tokens
+    )
+    out["frames"] = cfg.frames
+    out["layers"] = list(layers) if layers is not None else None
+    return out
+
+
+def evaluate_checkpoint(
+    model: str | Path | MLLMAdapter,
+    frames: Sequence[int] = (8, 20),
+    config: EvalConfig | None = None,
+    attention_clips: int = 12,
+    progress: bool = True,
+) -> dict:
+    """VQA accuracy at each frame count and the attention check at the last one."""
+    cfg = config or EvalConfig()
+    adapter = _adapter(model)
+    report: dict[str, Any] = {}
+    for count in frames:
+        report[f"vqa_{count}_frames"] = evaluate_vqa(adapter, _with_frames(cfg, count), progress)
+    if attention_clips:
+        report["attention"] = attention_check(
+            adapter, _with_frames(cfg, frames[-1]), attention_clips, progress=progress
+        )
+    return report
+
+
+def _with_frames(config: EvalConfig, frames: int) -> EvalConfig:
+    return replace(config, frames=frames)
+
+
+__all__ = ["EvalConfig", "attention_check", "evaluate_checkpoint", "evaluate_vqa", "held_out_set", "toy_clip"]

@@ -1,0 +1,540 @@
+"""The three training stages of the toy MLLM: the LLaVA recipe in miniature.
+
+1. Vision pretraining: the SigLIP tower against short frame descriptions with the sigmoid loss
+   (learnable temperature and bias); the text encoder of this stage is discarded afterwards.
+2. Alignment: captions of the clip, first with only the projector (and the video newline)
+   trained, then with the language model too.
+3. Instruction tuning: multi-turn yes/no conversations with a curriculum and hard negatives.
+
+The model's own modules do every step (tower, projector, ``apply_pooling``, newline, Qwen2 LM), so
+what is trained is what ``LlavaOnevisionForConditionalGeneration`` runs at inference. When the
+tower is frozen after stage 1 its outputs for the bank frames are computed once
+(:class:`VisualSource`), which makes stages 2 and 3 cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
+
+from zsgrounding.toymllm.config import CurriculumPhase, StageSchedule, ToyPretrainConfig
+from zsgrounding.toymllm.data import ClipBank, Question, Sampler, TextBatch, collate
+
+Log = Callable[[dict], None]
+
+
+# ---------------------------------------------------------------------------------------- model paths
+
+
+def to_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """``(..., S, S, 3)`` uint8 -> ``(..., 3, S, S)`` float32 with SigLIP's normalisation.
+
+    ``(x / 255 - 0.5) / 0.5``: what the adapter's preprocessing does with the checkpoint's
+    ``preprocessor_config.json``.
+    """
+    return frames.movedim(-1, -3).float() / 127.5 - 1.0
+
+
+def tower_hidden(model: LlavaOnevisionForConditionalGeneration, pixels: torch.Tensor) -> torch.Tensor:
+    """The tower's selected layer for ``(M, 3, S, S)`` pixels: ``(M, P * P, Dv)``."""
+    out = model.model.vision_tower(pixels, output_hidden_states=True)
+    return out.hidden_states[model.config.vision_feature_layer]
+
+
+def video_tokens(
+    model: LlavaOnevisionForConditionalGeneration, hidden: torch.Tensor, batch: int, frames: int
+) -> torch.Tensor:
+    """LLaVA-OneVision's video features from tower outputs ``(B * F, P * P, Dv)``: ``(B, F * h * w + 1, D)``.
+
+    Projector, 2x bilinear pooling, frames concatenated, one newline after the video: the steps of
+    ``LlavaOnevisionModel.get_video_features`` after the tower.
+    """
+    features = model.model.apply_pooling(model.model.multi_modal_projector(hidden))
+    features = features.reshape(batch, frames * features.shape[1], -1)
+    newline = model.model.image_newline[None, None, :].expand(batch, 1, -1)
+    return torch.cat([features, newline.to(features.dtype)], dim=1)
+
+
+class VisualSource:
+    """Tower outputs of bank frames: read from a cache (frozen tower) or computed (trained tower).
+
+    Attributes:
+        cache: ``(N, K, P * P, Dv)`` float16, or ``None`` to run the tower.
+    """
+
+    def __init__(
+        self, model: LlavaOnevisionForConditionalGeneration, bank: ClipBank, cache: torch.Tensor | None
+    ):
+        self.model = model
+        self.bank = bank
+        self.cache = cache
+
+    @classmethod
+    @torch.no_grad()
+    def cached(
+        cls,
+        model: LlavaOnevisionForConditionalGeneration,
+        bank: ClipBank,
+        chunk: int = 256,
+        progress: bool = True,
+    ) -> VisualSource:
+        """Run the (frozen) tower once over every bank frame."""
+        frames = bank.frames.reshape(-1, *bank.frames.shape[2:])
+        parts = []
+        for start in tqdm(range(0, frames.shape[0], chunk), desc="tower cache", disable=not progress):
+            parts.append(tower_hidden(model, to_pixels(frames[start : start + chunk])).half())
+        cache = torch.cat(parts).reshape(*bank.frames.shape[:2], *parts[0].shape[1:])
+        return cls(model, bank, cache)
+
+    def hidden(self, clips: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
+        """``(B * F, P * P, Dv)`` for bank frames ``picks (B, F)`` of ``clips (B,)``."""
+        if self.cache is not None:
+            return self.cache[clips[:, None], picks].flatten(0, 1).float()
+        frames = self.bank.frames[clips[:, None], picks].flatten(0, 1)
+        return tower_hidden(self.model, to_pixels(frames))
+
+
+def language_logits(
+    model: LlavaOnevisionForConditionalGeneration,
+    batch: TextBatch,
+    visual: torch.Tensor,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """Logits ``(M, vocab)`` at the boolean ``positions (B, N)`` of the batch, video features in place."""
+    video_id = int(model.config.video_token_id)
+    embeds = model.get_input_embeddings()(batch.input_ids)
+    slots = (batch.input_ids == video_id).unsqueeze(-1)
+    embeds = embeds.masked_scatter(slots, visual.to(embeds.dtype))
+    hidden = model.model.language_model(
+        inputs_embeds=embeds, attention_mask=batch.attention_mask, use_cache=False
+    ).last_hidden_state
+    return model.lm_head(hidden[positions])
+
+
+def lm_loss(
+    model: LlavaOnevisionForConditionalGeneration, batch: TextBatch, source: VisualSource
+) -> torch.Tensor:
+    """Cross-entropy of the answer tokens of a batch."""
+    frames = batch.picks.shape[1]
+    visual = video_tokens(model, source.hidden(batch.clips, batch.picks), len(batch.clips), frames)
+    supervised = batch.labels != -100
+    logits = language_logits(model, batch, visual, supervised)
+    return F.cross_entropy(logits, batch.labels[supervised])
+
+
+# ---------------------------------------------------------------------------------------- optimisation
+
+
+@dataclass
+class StageResult:
+    """Loss curve and timing of one optimisation run."""
+
+    losses: list[float]
+    seconds: float
+
+    def summary(self, every: int = 10) -> dict:
+        tail = self.losses[-max(1, len(self.losses) // 10) :]
+        return {
+            "steps": len(self.losses),
+            "seconds": round(self.seconds, 1),
+            "first_loss": self.losses[0] if self.losses else None,
+            "final_loss": float(np.mean(tail)) if tail else None,
+            "loss_curve": [
+                round(float(np.mean(self.losses[i : i + every])), 4)
+                for i in range(0, len(self.losses), every)
+            ],
+        }
+
+
+def _lr_factor(schedule: StageSchedule) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < schedule.warmup:
+            return (step + 1) / schedule.warmup
+        progress = (step - schedule.warmup) / max(1, schedule.steps - schedule.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return schedule.final_lr_ratio + (1 - schedule.final_lr_ratio) * cosine
+
+    return factor
+
+
+def optimise(
+    params: Iterable[nn.Parameter],
+    schedule: StageSchedule,
+    loss_fn: Callable[[int], torch.Tensor],
+    desc: str,
+    log: Log,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+    slow: Sequence[nn.Parameter] = (),
+    slow_lr_scale: float = 1.0,
+) -> StageResult:
+    """AdamW with linear warm-up and cosine decay over ``schedule.steps`` calls of ``loss_fn(step)``.
+
+    ``slow`` parameters (among ``params``) train at ``slow_lr_scale`` times the learning rate.
+    """
+    params = [p for p in params if p.requires_grad]
+    slow_ids = {id(p) for p in slow}
+    groups = [
+        {"params": [p for p in params if id(p) not in slow_ids], "lr": schedule.lr},
+        {"params": [p for p in params if id(p) in slow_ids], "lr": schedule.lr * slow_lr_scale},
+    ]
+    groups = [g for g in groups if g["params"]]
+    optimiser = torch.optim.AdamW(groups, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(schedule))
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(schedule.steps), desc=desc, disable=not progress)
+    for step in bar:
+        loss = loss_fn(step)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+        optimiser.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if step % 10 == 0 or step == schedule.steps - 1:
+            recent = float(np.mean(losses[-10:]))
+            bar.set_postfix(loss=f"{recent:.4f}")
+            if step % 50 == 0 or step == schedule.steps - 1:
+                log({"stage": desc, "step": step, "loss": round(recent, 5),
+                     "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+        if on_step is not None:
+            on_step(step)
+    return StageResult(losses, time.perf_counter() - start)
+
+
+def _params(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
+    return [p for module in modules for p in module.parameters()]
+
+
+def _trainable(model: nn.Module, modules: Sequence[nn.Module], extra: Sequence[nn.Parameter] = ()) -> list:
+    """Freeze ``model`` except ``modules`` and ``extra``; return the trainable parameters."""
+    model.requires_grad_(False)
+    params: list[nn.Parameter] = []
+    for module in modules:
+        module.requires_grad_(True)
+        params.extend(module.parameters())
+    for param in extra:
+        param.requires_grad_(True)
+        params.append(param)
+    return params
+
+
+# ---------------------------------------------------------------------------------------- stage 1
+
+
+class TextEncoder(nn.Module):
+    """Stage-1 text tower: embeddings, a small transformer, masked mean pooling, a projection.
+
+    ``forward(ids (B, L), mask (B, L)) -> (B, E)`` unit vectors.
+    """
+
+    def __init__(self, vocab: int, hidden: int, layers: int, embed_dim: int, max_len: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, hidden)
+        self.position = nn.Parameter(torch.zeros(max_len, hidden))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            hidden, nhead=max(1, hidden // 32), dim_feedforward=2 * hidden, dropout=0.0,
+            batch_first=True, norm_first=True,
+        )  # fmt: skip
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+        self.proj = nn.Linear(hidden, embed_dim)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.position[: ids.shape[1]]
+        x = self.norm(self.encoder(x, src_key_padding_mask=mask == 0))
+        weights = mask.unsqueeze(-1).float()
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return F.normalize(self.proj(pooled), dim=-1)
+
+
+class ImageHead(nn.Module):
+    """Stage-1 image embedding: mean of the tower's patch outputs, normalised and projected.
+
+    ``forward(hidden (M, P * P, Dv)) -> (M, E)`` unit vectors. Mean pooling makes every patch
+    carry what it shows, which is what the projector reads later.
+    """
+
+    def __init__(self, hidden: int, embed_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.proj = nn.Linear(hidden, embed_dim)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.norm(hidden).mean(1)), dim=-1)
+
+
+class SigmoidContrast(nn.Module):
+    """SigLIP's pairwise sigmoid loss with learnable temperature and bias (init 10 and -10)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.bias = nn.Parameter(torch.tensor(-10.0))
+
+    def logits(self, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        return images @ texts.T * self.log_scale.exp() + self.bias
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, E)`` match texts ``[:B]`` on the diagonal; every other pair (including the
+        hard negatives ``texts[B:]``) is a negative."""
+        logits = self.logits(images, texts)
+        signs = -torch.ones_like(logits)
+        signs[:, : images.shape[0]].fill_diagonal_(1.0)
+        return -F.logsigmoid(signs * logits).sum() / images.shape[0]
+
+
+def _encode_texts(
+    tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer(list(texts), padding=True, return_tensors="pt", add_special_tokens=False)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def stage1_vision(
+    model: LlavaOnevisionForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    sampler: Sampler,
+    held_out: Sampler,
+    config: ToyPretrainConfig,
+    log: Log,
+    progress: bool = True,
+) -> dict:
+    """Train the tower contrastively on single frames; return the summary with held-out scores."""
+    sizes = config.model
+    text = TextEncoder(len(tokenizer), sizes.clip_text_hidden, sizes.clip_text_layers, sizes.clip_embed_dim)
+    head = ImageHead(sizes.vision_hidden, sizes.clip_embed_dim)
+    contrast = SigmoidContrast()
+    tower = model.model.vision_tower
+    params = [*_trainable(model, [tower]), *text.parameters(), *head.parameters(), *contrast.parameters()]
+
+    def loss_fn(step: int) -> torch.Tensor:
+        rows, texts, negatives = sampler.frame_batch(config.stage1.batch, config.stage1_negatives)
+        images = head(tower_hidden(model, to_pixels(sampler.bank.frames[rows[:, 0], rows[:, 1]])))
+        return contrast(images, text(*_encode_texts(tokenizer, texts + negatives)))
+
+    model.train()
+    result = optimise(params, config.stage1, loss_fn, "stage 1 vision", log, progress)
+    model.eval()
+
+    # Held-out frames: does the true description beat the same one with a shape changed, and is it
+    # the best of the batch's descriptions?
+    with torch.no_grad():
+        rows, texts, negatives = held_out.frame_batch(256, 1)
+        pixels = to_pixels(held_out.bank.frames[rows[:, 0], rows[:, 1]])
+        logits = contrast.logits(
+            head(tower_hidden(model, pixels)), text(*_encode_texts(tokenizer, texts + negatives))
+        )
+        n = rows.shape[0]
+        binding = float((logits.diagonal() > logits[:, n:].diagonal()).float().mean())
+        top1 = float((logits[:, :n].argmax(1) == torch.arange(n)).float().mean())
+    metrics = {**result.summary(), "held_out_binding_accuracy": binding, "held_out_retrieval_top1": top1}
+    log({"stage": "stage 1 vision", "held_out": {"binding_accuracy": binding, "retrieval_top1": top1}})
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------- stage 2
+
+
+def _frames(rng: np.random.Generator, choices: Sequence[int]) -> int:
+    return int(choices[int(rng.integers(len(choices)))])
+
+
+@torch.no_grad()
+def caption_scores(
+    model: LlavaOnevisionForConditionalGeneration,
+    held_out: Sampler,
+    source: VisualSource,
+    frames: int,
+    weights: dict[str, float],
+    count: int = 64,
+) -> dict:
+    """Held-out caption loss and next-token accuracy (teacher forced)."""
+    batch = held_out.caption_batch(count, frames, weights, 1)
+    visual = video_tokens(model, source.hidden(batch.clips, batch.picks), count, frames)
+    supervised = batch.labels != -100
+    logits = language_logits(model, batch, visual, supervised)
+    targets = batch.labels[supervised]
+    return {
+        "caption_loss": float(F.cross_entropy(logits, targets)),
+        "caption_token_accuracy": float((logits.argmax(-1) == targets).float().mean()),
+    }
+
+
+def stage2_align(
+    model: LlavaOnevisionForConditionalGeneration,
+    sampler: Sampler,
+    held_out: Sampler,
+    source: VisualSource,
+    held_out_source: VisualSource,
+    config: ToyPretrainConfig,
+    log: Log,
+    progress: bool = True,
+) -> dict:
+    """Captions: projector (and newline) alone, then with the language model."""
+    rng = np.random.default_rng([config.seed, 2])
+    vision = [] if config.freeze_vision else [model.model.vision_tower]
+    projector_parts = [model.model.multi_modal_projector]
+    newline = [model.model.image_newline]
+
+    def captions(batch: int) -> Callable[[int], torch.Tensor]:
+        def loss_fn(step: int) -> torch.Tensor:
+            frames = _frames(rng, config.train_frames)
+            captions = sampler.caption_batch(batch, frames, config.caption_tasks, config.caption_turns)
+            return lm_loss(model, captions, source)
+
+        return loss_fn
+
+    model.train()
+    first, second = config.stage2_projector, config.stage2
+    projector = optimise(_trainable(model, projector_parts, newline), first, captions(first.batch),
+                         "stage 2a projector", log, progress)  # fmt: skip
+    lm = [model.model.language_model, model.lm_head]
+    full = optimise(_trainable(model, [*projector_parts, *lm, *vision], newline), second, captions(second.batch),
+                    "stage 2b projector+LM", log, progress, None, _params(vision), config.vision_lr_scale)  # fmt: skip
+    model.eval()
+    scores = {
+        task: caption_scores(model, held_out, held_out_source, config.eval_frames, {task: 1.0})
+        for task in config.caption_tasks
+    }
+    log({"stage": "stage 2", "held_out": scores})
+    return {"projector_only": projector.summary(), "projector_and_lm": full.summary(), "held_out": scores}
+
+
+# ---------------------------------------------------------------------------------------- stage 3
+
+
+@torch.no_grad()
+def quick_vqa(
+    model: LlavaOnevisionForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    source: VisualSource,
+    questions: Sequence[tuple[int, np.ndarray, Question]],
+    num_visual: int,
+    chunk: int = 32,
+) -> dict:
+    """Held-out yes/no accuracy through the training path (one question per conversation).
+
+    The final, authoritative numbers come from :mod:`zsgrounding.toymllm.evaluate` through the
+    adapter; this one is cheap enough to run during training.
+    """
+    yes_id, no_id = tokenizer.convert_tokens_to_ids(["yes", "no"])
+    records = []
+    for start in range(0, len(questions), chunk):
+        part = questions[start : start + chunk]
+        convs = [[(q.text, "yes")] for _, _, q in part]
+        batch = collate(tokenizer, [c for c, _, _ in part], [p for _, p, _ in part], convs, num_visual)
+        visual = video_tokens(model, source.hidden(batch.clips, batch.picks), len(part), batch.picks.shape[1])
+        positions = torch.zeros_like(batch.input_ids, dtype=torch.bool)
+        for row, answers in enumerate(batch.answer_positions):
+            positions[row, answers[0]] = True
+        logits = language_logits(model, batch, visual, positions)
+        said = (logits[:, yes_id] > logits[:, no_id]).tolist()
+        records.extend((q, bool(s)) for (_, _, q), s in zip(part, said, strict=True))
+    return vqa_summary(records)
+
+
+def vqa_summary(records: Sequence[tuple[Question, bool]]) -> dict:
+    """Accuracy overall, per kind, on hard negatives, on positives, and the majority baseline."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    answers = [q.answer for q, _ in records]
+    for q, said in records:
+        right = said == q.answer
+        groups["overall"].append(right)
+        groups[f"kind/{q.kind}"].append(right)
+        if q.answer:
+            groups["positives"].append(right)
+        elif q.hard:
+            groups["hard_negatives"].append(right)
+        if q.kind in ("attr3", "action", "full"):
+            groups["hard_kinds"].append(right)  # colour+shape+size, action and caption questions
+    out = {name: round(float(np.mean(v)), 4) for name, v in sorted(groups.items())}
+    out["count"] = len(records)
+    out["majority_baseline"] = round(max(np.mean(answers), 1 - np.mean(answers)), 4) if answers else None
+    return out
+
+
+def phase_at(curriculum: Sequence[CurriculumPhase], fraction: float) -> CurriculumPhase:
+    """The curriculum phase covering ``fraction`` of stage 3."""
+    return next((p for p in curriculum if fraction < p.until), curriculum[-1])
+
+
+def stage3_instruct(
+    model: LlavaOnevisionForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    sampler: Sampler,
+    source: VisualSource,
+    held_out_source: VisualSource,
+    questions: Sequence[tuple[int, np.ndarray, Question]],
+    config: ToyPretrainConfig,
+    log: Log,
+    progress: bool = True,
+    evals: int = 4,
+) -> dict:
+    """Multi-turn yes/no instruction tuning with the curriculum; held-out accuracy ``evals`` times."""
+    rng = np.random.default_rng([config.seed, 3])
+    schedule = config.stage3
+    num_visual = config.model.num_visual(config.eval_frames)
+    history: list[dict] = []
+
+    def loss_fn(step: int) -> torch.Tensor:
+        phase = phase_at(config.curriculum, step / schedule.steps)
+        frames = _frames(rng, config.train_frames)
+        batch = sampler.qa_batch(
+            schedule.batch, frames, phase, config.turns, config.caption_fraction, config.caption_tasks
+        )
+        return lm_loss(model, batch, source)
+
+    def on_step(step: int) -> None:
+        every = max(1, schedule.steps // max(1, evals))
+        if evals and (step + 1) % every == 0 and step + 1 < schedule.steps:
+            model.eval()
+            scores = quick_vqa(model, tokenizer, held_out_source, questions, num_visual)
+            model.train()
+            history.append({"step": step + 1, **scores})
+            log({"stage": "stage 3", "step": step + 1, "held_out": scores})
+
+    vision = [] if config.freeze_vision else [model.model.vision_tower]
+    parts = [model.model.multi_modal_projector, model.model.language_model, model.lm_head, *vision]
+    model.train()
+    result = optimise(_trainable(model, parts, [model.model.image_newline]), schedule, loss_fn,
+                      "stage 3 instruct", log, progress, on_step, _params(vision), config.vision_lr_scale)  # fmt: skip
+    model.eval()
+    scores = quick_vqa(model, tokenizer, held_out_source, questions, num_visual)
+    history.append({"step": schedule.steps, **scores})
+    log({"stage": "stage 3", "step": schedule.steps, "held_out": scores})
+    return {**result.summary(), "held_out": scores, "held_out_history": history}
+
+
+__all__ = [
+    "ImageHead",
+    "SigmoidContrast",
+    "StageResult",
+    "TextEncoder",
+    "VisualSource",
+    "caption_scores",
+    "language_logits",
+    "lm_loss",
+    "optimise",
+    "phase_at",
+    "quick_vqa",
+    "stage1_vision",
+    "stage2_align",
+    "stage3_instruct",
+    "to_pixels",
+    "tower_hidden",
+    "video_tokens",
+    "vqa_summary",
+]

@@ -1,0 +1,208 @@
+"""Pretrain the toy MLLM end to end and save it as a LLaVA-OneVision checkpoint directory.
+
+``pretrain(out_dir, config)`` renders the clip banks, runs the three stages of
+:mod:`zsgrounding.toymllm.stages` and writes what ``zsgrounding.mllm.load_adapter(out_dir)``
+loads: ``config.json`` + ``model.safetensors`` (``save_pretrained``), the tokenizer files, a
+``preprocessor_config.json``; plus ``recipe.json`` (config, seed, command, per-stage metrics) and
+``pretrain_log.jsonl`` (one JSON object per logged step or evaluation).
+
+Each finished stage is saved under ``out_dir/stages/``; a rerun with the same config resumes after
+the last finished stage. The folder is removed once the checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
+
+from zsgrounding.toymllm.config import QUESTION_KINDS, ToyPretrainConfig
+from zsgrounding.toymllm.data import Sampler, build_bank, held_out_questions
+from zsgrounding.toymllm.stages import VisualSource, stage1_vision, stage2_align, stage3_instruct
+from zsgrounding.toymllm.tokenizer import build_tokenizer
+
+STAGES = ("stage1", "stage2", "stage3")
+
+
+class JsonLog:
+    """Append-only JSON-lines log (one object per line, with the seconds since it was opened)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = time.perf_counter()
+
+    def __call__(self, record: dict) -> None:
+        line = {"elapsed": round(time.perf_counter() - self.start, 1), **record}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+
+def build_model(
+    config: ToyPretrainConfig, tokenizer: PreTrainedTokenizerFast
+) -> LlavaOnevisionForConditionalGeneration:
+    """A freshly initialised toy model (seeded by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    model = LlavaOnevisionForConditionalGeneration(config.model.llava_config(tokenizer))
+    model.config.text_config._attn_implementation = "sdpa"
+    return model.eval()
+
+
+def preprocessor_settings(config: ToyPretrainConfig) -> dict[str, Any]:
+    """``preprocessor_config.json``: SigLIP normalisation at the tower's square size, bicubic."""
+    size = config.model.image_size
+    return {
+        "image_processor_type": "LlavaOnevisionImageProcessor",
+        "processor_class": "LlavaOnevisionProcessor",
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": size, "width": size},
+        "do_resize": True,
+        "do_rescale": True,
+        "do_normalize": True,
+        "do_convert_rgb": True,
+    }
+
+
+def save_checkpoint(
+    out_dir: Path,
+    model: LlavaOnevisionForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    config: ToyPretrainConfig,
+) -> None:
+    """Model (safetensors), tokenizer files and preprocessor settings, as a real checkpoint lays them out."""
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "preprocessor_config.json").write_text(
+        json.dumps(preprocessor_settings(config), indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def _stage_file(out_dir: Path, stage: str) -> Path:
+    return out_dir / "stages" / f"{stage}.pt"
+
+
+def _load_stage(out_dir: Path, stage: str, config_json: dict, model: torch.nn.Module) -> dict | None:
+    """Metrics of a finished stage saved with the same config (its weights loaded), else ``None``."""
+    path = _stage_file(out_dir, stage)
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved.get("config") != config_json:
+        return None
+    model.load_state_dict(saved["model"])
+    return saved["metrics"]
+
+
+def _save_stage(out_dir: Path, stage: str, config_json: dict, model: torch.nn.Module, metrics: dict) -> None:
+    path = _stage_file(out_dir, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": config_json, "model": model.state_dict(), "metrics": metrics}, path)
+
+
+def pretrain(
+    out_dir: Path | str,
+    config: ToyPretrainConfig | None = None,
+    progress: bool = True,
+    command: str | None = None,
+    keep_stages: bool = False,
+) -> dict:
+    """Run every stage, save the checkpoint and ``recipe.json``; return the recipe dict.
+
+    Args:
+        out_dir: the checkpoint directory (created).
+        config: the recipe (default: :class:`ToyPretrainConfig`'s defaults).
+        progress: tqdm bars.
+        command: recorded in the recipe (default: this process's command line).
+        keep_stages: keep the per-stage resume files after saving.
+    """
+    cfg = config or ToyPretrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    config_json = cfg.to_json()
+    log = JsonLog(out / "pretrain_log.jsonl")
+    started = time.perf_counter()
+    log({"event": "start", "config": config_json})
+
+    tokenizer = build_tokenizer()
+    model = build_model(cfg, tokenizer)
+    size = cfg.model.image_size
+    t0 = time.perf_counter()
+    train_bank = build_bank(cfg.world, cfg.train_start, cfg.train_clips, cfg.bank_frames, size,
+                            cfg.chroma_augment, cfg.seed, progress, "train clips")  # fmt: skip
+    eval_bank = build_bank(cfg.world, cfg.eval_start, cfg.eval_clips, cfg.bank_frames, size,
+                           cfg.chroma_augment, cfg.seed, progress, "held-out clips")  # fmt: skip
+    timings: dict[str, float] = {"render": round(time.perf_counter() - t0, 1)}
+
+    def sampler(stage: int) -> Sampler:
+        return Sampler(train_bank, tokenizer, cfg.world, cfg.model, seed=[cfg.seed, stage])
+
+    held_out = Sampler(eval_bank, tokenizer, cfg.world, cfg.model, seed=[cfg.seed, 1000])
+    metrics: dict[str, Any] = {}
+
+    t0 = time.perf_counter()
+    metrics["stage1"] = _load_stage(out, "stage1", config_json, model)
+    if metrics["stage1"] is None:
+        torch.manual_seed(cfg.seed + 1)
+        metrics["stage1"] = stage1_vision(model, tokenizer, sampler(1), held_out, cfg, log, progress)
+        _save_stage(out, "stage1", config_json, model, metrics["stage1"])
+    timings["stage1"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    if cfg.freeze_vision:
+        source = VisualSource.cached(model, train_bank, progress=progress)
+        held_out_source = VisualSource.cached(model, eval_bank, progress=progress)
+    else:
+        source, held_out_source = VisualSource(model, train_bank, None), VisualSource(model, eval_bank, None)
+    timings["tower_cache"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    metrics["stage2"] = _load_stage(out, "stage2", config_json, model)
+    if metrics["stage2"] is None:
+        torch.manual_seed(cfg.seed + 2)
+        metrics["stage2"] = stage2_align(
+            model, sampler(2), held_out, source, held_out_source, cfg, log, progress
+        )
+        _save_stage(out, "stage2", config_json, model, metrics["stage2"])
+    timings["stage2"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    questions = held_out_questions(
+        eval_bank, cfg.world, cfg.eval_frames, cfg.eval_questions, cfg.seed, QUESTION_KINDS
+    )
+    metrics["stage3"] = _load_stage(out, "stage3", config_json, model)
+    if metrics["stage3"] is None:
+        torch.manual_seed(cfg.seed + 3)
+        metrics["stage3"] = stage3_instruct(model, tokenizer, sampler(3), source, held_out_source, questions,
+                                            cfg, log, progress, cfg.stage3_evals)  # fmt: skip
+        _save_stage(out, "stage3", config_json, model, metrics["stage3"])
+    timings["stage3"] = round(time.perf_counter() - t0, 1)
+
+    save_checkpoint(out, model, tokenizer, cfg)
+    timings["total"] = round(time.perf_counter() - started, 1)
+    recipe = {
+        "format": "toymllm-recipe-v1",
+        "seed": cfg.seed,
+        "command": command if command is not None else " ".join(sys.argv),
+        "config": config_json,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "torch_threads": torch.get_num_threads(),
+        "seconds": timings,
+        "metrics": metrics,
+    }
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    log({"event": "saved", "seconds": timings})
+    if not keep_stages:
+        shutil.rmtree(out / "stages", ignore_errors=True)
+    return recipe
+
+
+__all__ = ["JsonLog", "build_model", "preprocessor_settings", "pretrain", "save_checkpoint"]

@@ -25,12 +25,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from zsgrounding.attention import AttentionCapture, CaptureConfig, capture_attention
-from zsgrounding.mllm.prompt import answer_token_id
+from zsgrounding.mllm.prompt import answer_token_id, tokenize_video_prompt
 from zsgrounding.types import Clip
 
 # Question used to render the template tail that yes/no ids are derived from: any text works,
@@ -509,4 +510,40 @@ def reverse_frames(prepared: PreparedInputs) -> PreparedInputs:
         inputs_embeds=reversed_embeds,
         frame_ids=prepared.frame_ids.flip(-1),
         model_kwargs=dict(prepared.model_kwargs),
+    )
+
+
+@torch.no_grad()
+def prepare_placeholder_video(adapter: Any, clip: Clip, question: str) -> PreparedInputs:
+    """``prepare`` of the families whose ``<video>`` placeholder expands to the frames' tokens in
+    order (LLaVA-OneVision, LLaVA-NeXT-Video): frame-major ``T * h * w`` grid tokens, then any
+    separator tokens (LLaVA-OneVision's one newline after the video).
+
+    ``adapter`` provides ``preprocess``, ``video_features``, ``num_video_tokens``,
+    ``render_prompt``, ``grid_shape`` and ``video_token_id``. Runs without autograd: gradients
+    reach the visual tokens through ``forward``'s ``visual_delta`` only.
+    """
+    num_frames = len(clip)
+    features = adapter.video_features(adapter.preprocess(clip.frames))
+    prompt = tokenize_video_prompt(
+        adapter.tokenizer,
+        adapter.render_prompt(question),
+        question,
+        adapter.video_token_id,
+        adapter.num_video_tokens(num_frames),
+    )
+    input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=adapter.device)
+    embeds = embed_with_features(adapter.model, input_ids, adapter.video_token_id, features)
+    h, w = adapter.grid_shape
+    start, grid_size = prompt.visual_start, num_frames * h * w
+    return PreparedInputs(
+        input_ids=input_ids,
+        inputs_embeds=embeds,
+        attention_mask=torch.ones_like(input_ids),
+        visual_grid=torch.arange(start, start + grid_size).reshape(num_frames, h, w),
+        special_positions=torch.tensor(prompt.special_positions, dtype=torch.long),
+        special_tokens=prompt.special_tokens,
+        answer_position=prompt.answer_position,
+        frame_ids=torch.as_tensor(np.asarray(clip.frame_ids), dtype=torch.long),
+        separator_positions=torch.arange(start + grid_size, start + prompt.num_visual),
     )

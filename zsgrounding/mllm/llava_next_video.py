@@ -47,11 +47,11 @@ import torch
 from torch import nn
 from transformers import LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerBase
 
-from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, embed_with_features
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, prepare_placeholder_video
 from zsgrounding.mllm.errors import ModelError
 from zsgrounding.mllm.files import checkpoint_file, load_checkpoint, processor_chat_template, read_json
 from zsgrounding.mllm.preprocess import PREPROCESSOR_FILES, FramePreprocessing, preprocess_frames
-from zsgrounding.mllm.prompt import render_video_prompt, tokenize_video_prompt
+from zsgrounding.mllm.prompt import render_video_prompt
 from zsgrounding.types import Clip
 
 # OpenAI CLIP's normalisation (LLaVA-NeXT-Video's tower): the default when a checkpoint has none.
@@ -256,37 +256,9 @@ class LlavaNextVideoAdapter(MLLMAdapter):
             self.tokenizer, question, self.video_token, self.chat_template
         ).removeprefix(self.bos_prefix)
 
-    @torch.no_grad()
     def prepare(self, clip: Clip, question: str) -> PreparedInputs:
-        """Embeddings of the chat prompt with the clip's video features in place of ``<video>``.
-
-        Runs without autograd: gradients reach the visual tokens through ``forward``'s
-        ``visual_delta`` only.
-        """
-        num_frames = len(clip)
-        features = self.video_features(self.preprocess(clip.frames))
-        prompt = tokenize_video_prompt(
-            self.tokenizer,
-            self.render_prompt(question),
-            question,
-            self.video_token_id,
-            self.num_video_tokens(num_frames),
-        )
-        input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=self.device)
-        embeds = embed_with_features(self.model, input_ids, self.video_token_id, features)
-
-        h, w = self.grid_shape
-        start = prompt.visual_start
-        return PreparedInputs(
-            input_ids=input_ids,
-            inputs_embeds=embeds,
-            attention_mask=torch.ones_like(input_ids),
-            visual_grid=torch.arange(start, start + prompt.num_visual).reshape(num_frames, h, w),
-            special_positions=torch.tensor(prompt.special_positions, dtype=torch.long),
-            special_tokens=prompt.special_tokens,
-            answer_position=prompt.answer_position,
-            frame_ids=torch.as_tensor(np.asarray(clip.frame_ids), dtype=torch.long),
-        )
+        """Embeddings of the chat prompt with the clip's video features in place of ``<video>``."""
+        return prepare_placeholder_video(self, clip, question)
 
 
 def clip_preprocessing(path_or_id: str | Path, size: int, **hub_kwargs: Any) -> FramePreprocessing:

@@ -338,7 +338,9 @@ from spacevllm.train import TrainConfig, train
 config = TrainConfig.from_yaml(sys.argv[1])
 summary = train(config, progress=False)
 rank = dist.get_rank() if dist.is_initialized() else 0
-print("RESULT", json.dumps({"rank": rank, "world": summary.world_size, "losses": summary.final_losses}))
+# One file per rank: the ranks share torchrun's stdout, where their lines can interleave.
+with open(f"{sys.argv[2]}/result.rank{rank}.json", "w") as handle:
+    json.dump({"rank": rank, "world": summary.world_size, "losses": summary.final_losses}, handle)
 """
 
 
@@ -355,16 +357,14 @@ def test_two_gloo_processes_match_one_process_with_accumulation(
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2"]
     done = subprocess.run(
-        [*command, str(script), str(tmp_path / "two.yaml")],
+        [*command, str(script), str(tmp_path / "two.yaml"), str(tmp_path)],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    results = [
-        json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("RESULT")
-    ]
+    results = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("result.rank*.json"))]
     assert sorted(r["rank"] for r in results) == [0, 1] and {r["world"] for r in results} == {2}
     assert results[0]["losses"] == results[1]["losses"]  # the logged loss is reduced over ranks
 

@@ -1,0 +1,125 @@
+"""Build the toy MLLM end to end: train every stage, evaluate, write the report.
+
+Shared by ``stvg toy pretrain`` and ``benchmarks/toy_pretrain.py``. The training resumes per
+stage (:func:`zsgrounding.toymllm.train.pretrain`), so a killed build loses at most one stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zsgrounding.toymllm.config import ToyPretrainConfig
+from zsgrounding.toymllm.evaluate import EvalConfig, evaluate_checkpoint
+from zsgrounding.toymllm.train import pretrain
+
+__all__ = ["build_toy_mllm", "recipe_lines", "report_lines"]
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def _stage_line(name: str, metrics: dict) -> str:
+    return (
+        f"  {name:<24}{metrics.get('seconds', 0):7.1f} s  "
+        f"loss {metrics.get('first_loss', 0):.3f} -> {metrics.get('final_loss', 0):.3f}"
+    )
+
+
+def recipe_lines(recipe: dict) -> list[str]:
+    """Per-stage time, loss and held-out scores of a ``recipe.json``, as printable lines."""
+    metrics = recipe["metrics"]
+    stage1, stage2 = metrics["stage1"], metrics["stage2"]
+    lines = [
+        f"trained in {recipe['seconds']['total']:.0f} s ({recipe['parameters'] / 1e6:.2f} M parameters)",
+        f"  {'render clips':<24}{recipe['seconds']['render']:7.1f} s",
+        _stage_line("stage 1 vision", stage1),
+        f"  {'':<24}held-out shape binding {stage1['held_out_binding_accuracy']:.3f}, "
+        f"retrieval top-1 {stage1['held_out_retrieval_top1']:.3f}",
+        f"  {'tower cache':<24}{recipe['seconds']['tower_cache']:7.1f} s",
+        _stage_line("stage 2a projector", stage2["projector_only"]),
+        _stage_line("stage 2b projector+LM", stage2["projector_and_lm"]),
+    ]
+    for task, held in stage2["held_out"].items():
+        lines.append(
+            f"  {'':<24}held-out {task} captions: loss {held['caption_loss']:.3f}, "
+            f"token accuracy {held['caption_token_accuracy']:.3f}"
+        )
+    lines.append(_stage_line("stage 3 instruct", metrics["stage3"]))
+    lines.append(f"  {'':<24}held-out (training path): {json.dumps(metrics['stage3']['held_out'])}")
+    return lines
+
+
+def report_lines(report: dict) -> list[str]:
+    """The evaluation report of :func:`build_toy_mllm`, as printable lines."""
+    lines = []
+    for key, value in report.items():
+        if key.startswith("vqa_"):
+            shown = {k: v for k, v in value.items() if k != "config"}
+            lines.append(f"held-out VQA through load_adapter, {value['frames']} frames: {json.dumps(shown)}")
+    if "attention" in report:
+        lines.append(f"attention check: {json.dumps(report['attention'])}")
+    lines.append(f"checkpoint {report['checkpoint_mb']:.2f} MB; wall time {report['seconds']:.0f} s")
+    return lines
+
+
+def build_toy_mllm(
+    out: Path | str,
+    quick: bool = False,
+    seed: int = 0,
+    eval_clips: int = 120,
+    per_kind: int = 60,
+    eval_only: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (unless ``eval_only``) and evaluate the toy MLLM in ``out``.
+
+    Args:
+        out: checkpoint folder (``save_pretrained`` layout plus ``recipe.json``).
+        quick: the short test schedule (:meth:`ToyPretrainConfig.quick`) instead of the full one.
+        seed: the recipe's seed.
+        eval_clips: held-out videos of the final evaluation.
+        per_kind: held-out questions per question kind.
+        eval_only: evaluate an already trained ``out``.
+        progress: tqdm bars.
+        command: recorded in ``recipe.json``.
+        echo: where the report lines go.
+
+    Returns:
+        The evaluation report, also written to ``out/evaluation.json``: ``vqa_<frames>f``
+        (accuracy per question kind), ``attention`` (special-token hit rates, full schedule
+        only), ``checkpoint_mb`` and ``seconds``.
+    """
+    out = Path(out)
+    config = ToyPretrainConfig.quick(seed=seed) if quick else ToyPretrainConfig(seed=seed)
+    start = time.perf_counter()
+    if eval_only:
+        recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    else:
+        recipe = pretrain(out, config, progress=progress, command=command)
+    for line in recipe_lines(recipe):
+        echo(line)
+
+    eval_config = EvalConfig(
+        world=config.world,
+        start=config.eval_start,
+        clips=min(eval_clips, config.eval_clips) if quick else eval_clips,
+        per_kind=per_kind,
+        seed=seed,
+    )
+    frames = (config.eval_frames,) if quick else (config.eval_frames, 20)
+    report = evaluate_checkpoint(
+        out, frames, eval_config, attention_clips=0 if quick else 16, progress=progress
+    )
+    report["checkpoint_mb"] = round(_size_mb(out), 2)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    for line in report_lines(report):
+        echo(line)
+    return report

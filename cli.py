@@ -116,6 +116,45 @@ def toy_make(count: int, out: Path, seed: int, quiet: bool) -> None:
     click.echo(f"wrote {count} clips and {path}")
 
 
+@toy.command("pretrain")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Checkpoint folder."
+)
+@click.option(
+    "--quick", is_flag=True, help="The short test schedule (a minute or two) instead of the full one."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-only", is_flag=True, help="Only evaluate an already trained OUT.")
+@click.option("--eval-clips", type=click.IntRange(min=1), default=120, show_default=True)
+@click.option(
+    "--per-kind", type=click.IntRange(min=1), default=60, show_default=True, help="Questions per kind."
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def toy_pretrain(
+    out: Path, quick: bool, seed: int, eval_only: bool, eval_clips: int, per_kind: int, quiet: bool
+) -> None:
+    """Train the toy-world MLLM (vision, alignment, instruction stages) into OUT and evaluate it.
+
+    The full schedule is the recipe of the shipped checkpoint (about 30 minutes on 2 CPU cores);
+    a killed run resumes at the last finished stage.
+    """
+    from zsgrounding.toymllm.build import build_toy_mllm
+
+    if eval_only and not (out / "recipe.json").is_file():
+        raise click.UsageError(f"--eval-only: {out} has no recipe.json (train it first)")
+    build_toy_mllm(
+        out,
+        quick=quick,
+        seed=seed,
+        eval_clips=eval_clips,
+        per_kind=per_kind,
+        eval_only=eval_only,
+        progress=not quiet,
+        command=f"stvg toy pretrain --out {out}" + (" --quick" if quick else "") + f" --seed {seed}",
+        echo=click.echo,
+    )
+
+
 @cli.command()
 @click.option(
     "--out",
@@ -149,15 +188,20 @@ def _layer_window(_ctx: click.Context, _param: click.Parameter, value: str | Non
 
 
 def zero_shot_options(fn):
-    """Options of the training-free grounder, shared by `ground`, `eval` and `compare`."""
+    """Options of the training-free grounder and ``--method``, shared by `ground` and `eval`."""
+    method = click.option(
+        "--method",
+        type=click.Choice(["zero-shot", "spacevllm"]),
+        default="zero-shot",
+        show_default=True,
+        help="Training-free grounding with --model, or a fine-tuned SpaceVLLM --checkpoint.",
+    )
+    return method(model_options(fn))
+
+
+def model_options(fn):
+    """The grounders' model, frame, proposal and decomposition options (`compare` has no --method)."""
     options = [
-        click.option(
-            "--method",
-            type=click.Choice(["zero-shot", "spacevllm"]),
-            default="zero-shot",
-            show_default=True,
-            help="Training-free grounding with --model, or a fine-tuned SpaceVLLM --checkpoint.",
-        ),
         click.option(
             "--checkpoint",
             type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -234,25 +278,37 @@ def zero_shot_options(fn):
 def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
     """The grounder ``--method`` names, built from the shared options."""
     if opts["method"] == "spacevllm":
-        from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
-        from spacevllm.model import SpaceVLLM
-
         if opts["checkpoint"] is None:
             raise click.UsageError("--method spacevllm needs --checkpoint DIR (a fine-tuned SpaceVLLM)")
-        model = SpaceVLLM.from_pretrained(opts["checkpoint"], dtype=opts["dtype"], device=opts["device"])
-        return SpaceVLLMGrounder(model, SpaceVLLMGrounderConfig(num_frames=opts["num_frames"]))
+        return _spacevllm(opts, opts["checkpoint"])
     return _zero_shot(opts, out, toy_dir)
+
+
+def _spacevllm(opts: dict, checkpoint: str | Path, scorer=None):
+    """A SpaceVLLM grounder from a checkpoint folder."""
+    from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
+    from spacevllm.model import SpaceVLLM
+
+    model = SpaceVLLM.from_pretrained(checkpoint, dtype=opts["dtype"], device=opts["device"])
+    return SpaceVLLMGrounder(model, SpaceVLLMGrounderConfig(num_frames=opts["num_frames"]), scorer=scorer)
 
 
 def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
     """Build the training-free grounder the shared options describe."""
-    from zsgrounding.decompose import Decomposer
+    from zsgrounding.pipeline import ZeroShotGrounder
+
+    return ZeroShotGrounder(
+        _zero_shot_config(opts), decomposer=_decomposer(opts, out), proposer=_proposer(opts, out, toy_dir)
+    )
+
+
+def _zero_shot_config(opts: dict):
+    """The :class:`ZeroShotConfig` of the shared options."""
     from zsgrounding.lra import LRAConfig
-    from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
-    from zsgrounding.proposals.source import make_proposer
+    from zsgrounding.pipeline import ZeroShotConfig
     from zsgrounding.tubes import TubeScorerConfig
 
-    config = ZeroShotConfig(
+    return ZeroShotConfig(
         model=opts["model"],
         family=opts["family"],
         num_frames=opts["num_frames"] or 20,
@@ -268,9 +324,21 @@ def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
         dtype=opts["dtype"],
         device=opts["device"],
     )
+
+
+def _decomposer(opts: dict, out: Path | None):
+    """Query decomposition: the reference's file, an LLM endpoint, or offline rules; cached in OUT."""
+    from zsgrounding.decompose import Decomposer
+
     cache = out / "decompositions.json" if out is not None else None
-    decomposer = Decomposer.from_env(cache_path=cache, reference_path=opts["decompositions"])
-    proposer = make_proposer(
+    return Decomposer.from_env(cache_path=cache, reference_path=opts["decompositions"])
+
+
+def _proposer(opts: dict, out: Path | None, toy_dir: Path | None = None):
+    """Object tracks: the toy world's own, or the track store (``--proposals``, else OUT/tracks)."""
+    from zsgrounding.proposals.source import make_proposer
+
+    return make_proposer(
         store_dir=opts["proposals_dir"] or (out / "tracks" if out is not None and toy_dir is None else None),
         toy_dir=toy_dir if opts["proposals_dir"] is None else None,
         detector=opts["detector"],
@@ -278,7 +346,25 @@ def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
         sam2=opts["sam2_model"],
         device=opts["device"],
     )
-    return ZeroShotGrounder(config, decomposer=decomposer, proposer=proposer)
+
+
+def _load_stvg(
+    dataset: str, gt_path: Path, videos: Path | None, vidor_dir: Path | None, max_samples: int | None
+):
+    """``(samples, toy_dir)``: the first ``max_samples`` samples of an STVG dataset, and its toy
+    folder when ``dataset`` is the toy world (its object tracks are the proposals)."""
+    from zsgrounding.datasets import load_dataset
+
+    kw: dict[str, object] = {}
+    if videos is not None:
+        kw["video_root"] = videos
+    if dataset == "vidstg":
+        kw["vidor_dir"] = vidor_dir
+    samples = load_dataset(dataset, gt_path, **kw)
+    if max_samples is not None:
+        samples = samples[:max_samples]
+    toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
+    return samples, toy_dir
 
 
 @cli.command()
@@ -356,19 +442,10 @@ def eval_(
 
     Under `torchrun --nproc_per_node=N` each rank takes every N-th sample; rank 0 merges and scores.
     """
-    from zsgrounding.datasets import load_dataset
     from zsgrounding.report import markdown_table, stvg_rows
     from zsgrounding.runner import RunConfig, run_dataset
 
-    kw: dict[str, object] = {}
-    if videos is not None:
-        kw["video_root"] = videos
-    if dataset == "vidstg":
-        kw["vidor_dir"] = vidor_dir
-    samples = load_dataset(dataset, gt_path, **kw)
-    if max_samples is not None:
-        samples = samples[:max_samples]
-    toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
+    samples, toy_dir = _load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
     grounder = _grounder(opts, out, toy_dir)
     summary = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=resume, progress=not quiet))
     if summary.metrics is None:
@@ -377,6 +454,260 @@ def eval_(
     click.echo(f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}")
     for name, path in summary.paths.items():
         click.echo(f"{name + ':':14s}{path}")
+
+
+# --------------------------------------------------------------------------- comparison
+
+DEFAULT_COMPARE = ("zero-shot", "spacevllm", "colour")
+COMPARE_KINDS = ("zero-shot", "spacevllm", "centre", "colour", "oracle-track")
+_BOOL_WORDS = dict.fromkeys(("true", "on", "yes", "1"), True) | dict.fromkeys(
+    ("false", "off", "no", "0"), False
+)
+
+
+def _flag_bool(text: str) -> bool:
+    if text.lower() not in _BOOL_WORDS:
+        raise ValueError("expected true or false")
+    return _BOOL_WORDS[text.lower()]
+
+
+def _flag_int(lowest: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < lowest:
+            raise ValueError(f"expected an integer >= {lowest}")
+        return value
+
+    return parse
+
+
+def _flag_choice(*choices: str):
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _flag_layers(text: str) -> tuple[int, int] | None:
+    if text.lower() in ("all", "none"):
+        return None
+    lo, hi = (int(v) for v in text.split(":"))
+    if not 0 <= lo < hi:
+        raise ValueError("need 0 <= LO < HI")
+    return lo, hi
+
+
+# The ablation flags of `zero-shot:<flag>=<value>,...`: the zero-shot options, spelt with _ or -.
+ABLATION_FLAGS = {
+    "gti": _flag_choice("max_activation", "mean", "fixed"),
+    "fixed_index": int,
+    "spatial_prompt": _flag_bool,
+    "temporal_prompt": _flag_bool,
+    "tas": _flag_bool,
+    "relative": _flag_bool,
+    "layers": _flag_layers,
+    "num_frames": _flag_int(1),
+    "lra_steps": _flag_int(0),
+    "lra_step_size": float,
+    "span_frames": _flag_int(1),
+}
+
+
+def _parse_grounder_spec(spec: str) -> tuple[str, dict]:
+    """``"zero-shot:tas=false,gti=mean"`` -> ``("zero-shot", {"tas": False, "gti": "mean"})``."""
+    kind, _, flags = spec.strip().partition(":")
+    if kind not in COMPARE_KINDS:
+        raise click.BadParameter(
+            f"{spec!r}: unknown grounder {kind!r}; use one of {', '.join(COMPARE_KINDS)}"
+        )
+    if not flags:
+        return kind, {}
+    if kind != "zero-shot":
+        raise click.BadParameter(f"{spec!r}: only zero-shot takes flags (zero-shot:<flag>=<value>,...)")
+    changes: dict = {}
+    for item in flags.split(","):
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not value.strip():
+            raise click.BadParameter(f"{spec!r}: {item!r} is not <flag>=<value>")
+        if key not in ABLATION_FLAGS:
+            raise click.BadParameter(f"{spec!r}: unknown flag {key!r}; flags: {', '.join(ABLATION_FLAGS)}")
+        try:
+            changes[key] = ABLATION_FLAGS[key](value.strip())
+        except ValueError as err:
+            raise click.BadParameter(f"{spec!r}: {key}={value.strip()!r}: {err}") from None
+    return kind, changes
+
+
+def _grounder_specs(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> list:
+    """``[(name, kind, changes)]`` of the --grounder specs, checked before anything loads."""
+    specs, seen = [], set()
+    for spec in value or DEFAULT_COMPARE:
+        name = spec.strip()
+        kind, changes = _parse_grounder_spec(name)
+        if name in seen:
+            raise click.BadParameter(f"{name!r} is given twice")
+        seen.add(name)
+        specs.append((name, kind, changes))
+    return specs
+
+
+def _ablate(config, changes: dict):
+    """``config`` with the flags of one ``zero-shot:...`` spec changed."""
+    from dataclasses import replace
+
+    fields = dict(changes)
+    if "lra_steps" in fields or "lra_step_size" in fields:
+        lra = config.lra
+        lra = replace(
+            lra,
+            steps=fields.pop("lra_steps", lra.steps),
+            step_size=fields.pop("lra_step_size", lra.step_size),
+        )
+        fields["lra"] = lra
+    if "span_frames" in fields:
+        fields["scorer"] = replace(config.scorer, span_frames=fields.pop("span_frames"))
+    return config.ablation(**fields)
+
+
+def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None) -> dict:
+    """The grounders of the specs, all on one tube scorer; the MLLM loaded once for every zero-shot row."""
+    from zsgrounding.assets import resolve_model, resolve_spacevllm
+    from zsgrounding.baselines import BASELINES, BaselineGrounder, target_track_only
+    from zsgrounding.errors import STVGError
+    from zsgrounding.mllm import load_adapter
+    from zsgrounding.pipeline import ZeroShotGrounder
+    from zsgrounding.tubes import TubeScorer
+
+    base = _zero_shot_config(opts)
+    scorer = TubeScorer(base.scorer)
+    frames = opts["num_frames"] or base.num_frames
+    zero_shot_rows = [s for s in specs if s[1] == "zero-shot"]
+    decomposer = _decomposer(opts, out) if zero_shot_rows else None
+    if zero_shot_rows:
+        resolve_model(base.model)  # a missing shipped model is one error now, not one per sample
+    adapter = None
+    if len(zero_shot_rows) > 1:  # ablation rows differ in flags, not in the model
+        adapter = load_adapter(
+            resolve_model(base.model), family=base.family, dtype=base.dtype, device=base.device
+        )
+    grounders: dict = {}
+    for name, kind, changes in specs:
+        if kind == "zero-shot":
+            grounders[name] = ZeroShotGrounder(_ablate(base, changes), adapter=adapter, decomposer=decomposer)
+        elif kind == "spacevllm":
+            checkpoint = opts["checkpoint"]
+            if checkpoint is None:
+                try:
+                    checkpoint = resolve_spacevllm("toy")
+                except STVGError as err:
+                    raise STVGError(
+                        f"{err}; or give --checkpoint DIR (a SpaceVLLM fine-tuned with `stvg train`), "
+                        "or leave spacevllm out of --grounder"
+                    ) from None
+            grounders[name] = _spacevllm(opts, checkpoint, scorer=scorer)
+        elif kind == "oracle-track":
+            if toy_dir is None:
+                raise click.UsageError(
+                    "--grounder oracle-track needs --dataset toy (it knows the target's track)"
+                )
+            grounders[name] = BaselineGrounder(
+                name, BASELINES["colour"], scorer, num_frames=frames, track_filter=target_track_only
+            )
+        else:
+            grounders[name] = BaselineGrounder(name, BASELINES[kind], scorer, num_frames=frames)
+    return grounders
+
+
+@cli.command()
+@click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
+@click.option(
+    "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
+)
+@click.option(
+    "--videos",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Video folder (toy: defaults to the dataset's own videos/).",
+)
+@click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--grounder",
+    "grounder_specs",
+    multiple=True,
+    callback=_grounder_specs,
+    help="A row (repeatable; default: zero-shot, spacevllm, colour): zero-shot, "
+    "zero-shot:<flag>=<value>,... (an ablation, e.g. zero-shot:tas=false,gti=mean), spacevllm "
+    "(--checkpoint, default the shipped 'toy'), centre, colour, oracle-track (toy only).",
+)
+@model_options
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Comparison folder."
+)
+@click.option("--max-samples", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
+@click.option(
+    "--frames",
+    type=click.Choice(["tubedetr", "all"]),
+    default="tubedetr",
+    show_default=True,
+    help="Evaluated frames: TubeDETR's 5 fps sampling, or every native frame.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["tubedetr", "cgstvg"]),
+    default="tubedetr",
+    show_default=True,
+    help="cgstvg: CG-STVG's evaluator (see `stvg score`).",
+)
+@click.option(
+    "--resume/--no-resume", default=True, show_default=True, help="Keep what earlier runs in OUT grounded."
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compare(
+    dataset: str,
+    gt_path: Path,
+    videos: Path | None,
+    vidor_dir: Path | None,
+    grounder_specs: list,
+    out: Path,
+    max_samples: int | None,
+    frames: str,
+    protocol: str,
+    resume: bool,
+    quiet: bool,
+    **opts,
+) -> None:
+    """Compare grounders side by side: the same samples, proposals, tube scorer and evaluator.
+
+    Each grounder runs (resumably) in OUT/<name>/; OUT gets comparison.md / .json, metric_bars.png
+    and per-sample vIoU scatter plots. Every grounder receives the same tracks per sample: the toy
+    world's objects for --dataset toy, else the track store (--proposals, default OUT/tracks)
+    made on --num-frames frames (default 20; pass the same count the stored tracks were made with).
+    --num-frames also sets every grounder's frames (SpaceVLLM: else its checkpoint's setting).
+    """
+    from zsgrounding.compare import compare_paradigms, proposal_tracks
+
+    samples, toy_dir = _load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
+    grounders = _compare_grounders(grounder_specs, opts, out, toy_dir)
+    proposer = _proposer(opts, out, toy_dir)
+    tracks_for = proposal_tracks(proposer, opts["num_frames"] or _zero_shot_config(opts).num_frames)
+    comparison = compare_paradigms(
+        samples,
+        grounders,
+        out,
+        tracks_for,
+        resume=resume,
+        progress=not quiet,
+        frames=frames,  # type: ignore[arg-type]
+        protocol=protocol,  # type: ignore[arg-type]
+    )
+    click.echo(comparison.to_markdown())
+    for name, path in comparison.file_paths(out).items():
+        click.echo(f"{name.split(':')[0] + ':':10s}{path}")
+    for name, run in comparison.runs.items():
+        click.echo(f"run {name}: {run.dir}")
 
 
 @cli.command()

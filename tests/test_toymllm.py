@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from cli import cli
 from zsgrounding.datasets.toyworld import (
     ACTIONS,
     COLOURS,
@@ -33,7 +35,7 @@ from zsgrounding.toymllm.data import (
 from zsgrounding.toymllm.evaluate import EvalConfig, evaluate_vqa, toy_clip
 from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
 from zsgrounding.toymllm.tokenizer import build_tokenizer, encode_conversation
-from zsgrounding.toymllm.train import build_model, pretrain
+from zsgrounding.toymllm.train import build_model
 
 # The short schedule: a tiny model on one 48 px frame per clip (3 x 3 tokens), colour checklists
 # as captions and "is there a <colour> thing" questions (the easy kind).
@@ -46,10 +48,13 @@ def tiny_recipe(**overrides) -> ToyPretrainConfig:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, ToyPretrainConfig]:
+    # Through the command a user runs, on the short schedule.
     out = tmp_path_factory.mktemp("toy_mllm")
-    config = tiny_recipe()
-    recipe = pretrain(out, config, progress=False, command="pytest")
-    return out, recipe, config
+    result = CliRunner().invoke(cli, ["toy", "pretrain", "--quick", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "held-out VQA through load_adapter" in result.output
+    recipe = json.loads((out / "recipe.json").read_text())
+    return out, recipe, tiny_recipe()
 
 
 # ---------------------------------------------------------------------------------------- tokenizer
@@ -200,7 +205,8 @@ def test_same_seed_gives_the_same_first_stage_loss() -> None:
 
 def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPretrainConfig]) -> None:
     out, recipe, config = trained
-    assert recipe["seed"] == 0 and recipe["command"] == "pytest"
+    assert recipe["seed"] == 0 and recipe["command"].startswith("stvg toy pretrain --out")
+    assert json.loads((out / "evaluation.json").read_text())["checkpoint_mb"] > 0
     assert recipe["metrics"]["stage1"]["final_loss"] < recipe["metrics"]["stage1"]["first_loss"]
     held_out = EvalConfig(
         world=config.world, start=config.eval_start, clips=40, frames=1, per_kind=80, kinds=("colour",)
@@ -224,7 +230,7 @@ def test_saved_checkpoint_loads_and_runs_on_twenty_frames(
         "preprocessor_config.json",
         "recipe.json",
     } <= names
-    assert "stages" not in names
+    assert "stages" not in names and "evaluation.json" in names
     assert json.loads((out / "recipe.json").read_text())["config"]["seed"] == 0
     adapter = load_adapter(out)
     assert adapter.family == "llava_onevision"

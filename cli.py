@@ -165,11 +165,15 @@ def toy_pretrain(
 )
 @click.option("--n", "count", type=click.IntRange(min=1), default=12, show_default=True, help="Toy clips.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out: Path, count: int, seed: int) -> None:
-    """Render toy clips, ground them with the baselines, and score them. No download, no GPU."""
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(out: Path, count: int, seed: int, quiet: bool) -> None:
+    """Both paradigms on toy clips, from the shipped toy checkpoints: table, plots, one GIF per clip.
+
+    No download, no GPU; a few minutes on a laptop CPU. Rerunning reuses what is done.
+    """
     from zsgrounding.demo import run_demo
 
-    run_demo(out, count=count, seed=seed, echo=click.echo)
+    run_demo(out, count=count, seed=seed, echo=click.echo, progress=not quiet)
 
 
 # --------------------------------------------------------------------------- training-free grounding

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from zsgrounding.datasets import load_dataset
 
@@ -23,12 +24,14 @@ def test_toy_make_writes_a_loadable_hcstvg_dataset(tmp_path, run_cli):
 
 def test_demo_scores_agree_with_stvg_score_and_resume(tmp_path, run_cli):
     out_dir = tmp_path / "demo"
-    code, out, _ = run_cli(["demo", "--out", str(out_dir), "--n", "4"])
+    code, out, _ = run_cli(["demo", "--out", str(out_dir), "--n", "2", "--quiet"])
     assert code == 0
-    assert "| colour" in out and "| oracle-track" in out
-    rows = json.loads((out_dir / "metrics.json").read_text())
-    assert set(rows) == {"centre", "colour", "oracle-track"}
+    assert "| zero-shot" in out and "| colour" in out and "| oracle-track" in out
+    summary = json.loads((out_dir / "compare" / "comparison.json").read_text())
+    rows = summary["grounders"]
+    assert {"zero-shot", "colour", "oracle-track"} <= set(rows)
     for name, row in rows.items():
+        assert row["errors"] == {}, name
         code, out, _ = run_cli(
             [
                 "score",
@@ -37,13 +40,21 @@ def test_demo_scores_agree_with_stvg_score_and_resume(tmp_path, run_cli):
                 "--gt",
                 str(out_dir / "toy"),
                 "--pred",
-                str(out_dir / "predictions" / f"{name}.json"),
+                str(out_dir / "compare" / row["dir"] / "predictions.json"),
                 "--json",
             ]
         )
         assert code == 0
         rescored = json.loads(out)
         for key in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5", "n"):
-            assert rescored[key] == pytest.approx(row[key])
-    code, out, _ = run_cli(["demo", "--out", str(out_dir), "--n", "4"])
-    assert code == 0 and "reusing 4 toy clips" in out
+            assert rescored[key] == pytest.approx(row["metrics"][key])
+    gifs = sorted((out_dir / "gifs").glob("*.gif"))
+    assert len(gifs) == 2
+    for gif in gifs:
+        with Image.open(gif) as image:
+            assert image.n_frames > 10
+    assert (out_dir / "compare" / "metric_bars.png").is_file()
+    stamp = gifs[0].stat().st_mtime_ns
+    code, out, _ = run_cli(["demo", "--out", str(out_dir), "--n", "2", "--quiet"])
+    assert code == 0 and "reusing 2 toy clips" in out
+    assert gifs[0].stat().st_mtime_ns == stamp  # done work is not redone

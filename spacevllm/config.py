@@ -57,6 +57,12 @@ class SpaceVLLMConfig:
             the residual the text-enhanced visual tokens would be pure mixtures of caption
             states and the frame's own content would vanish, so it is on by default.
         attention_scale: softmax temperature of both attentions; ``None``: ``1 / sqrt(D)``.
+        position_cue: also give the head where each query looked: the centroid and spread
+            ``(cx, cy, sx, sy)`` of its attention over the frame's ``h x w`` grid (cell centres
+            in ``[0, 1]``), appended to what it reads. Our addition, not the paper's: a 7B model's
+            last-layer visual states carry their position, a small one's may not, and then the
+            head can only learn the mean box. Still no parameter in the attention. Needs
+            ``dual_cross_attention``. Off by default (the paper's decoder).
         head_layers: linear layers of the MLP space head (DETR's box head: 3).
         head_hidden: hidden width of the head; ``None``: the LLM hidden size ``D``.
         time_loss_weight, space_loss_weight: ``lambda_time``, ``lambda_space`` of the total
@@ -82,6 +88,7 @@ class SpaceVLLMConfig:
     dual_cross_attention: bool = True
     attention_residual: bool = True
     attention_scale: float | None = None
+    position_cue: bool = False
     head_layers: int = 3
     head_hidden: int | None = None
     time_loss_weight: float = 1.0
@@ -109,6 +116,8 @@ class SpaceVLLMConfig:
             problems.append(f"query_tokens must be 'per_frame' or 'shared', got {self.query_tokens!r}")
         if "{i}" not in self.query_token_template:
             problems.append(f"query_token_template {self.query_token_template!r} lacks '{{i}}'")
+        if self.position_cue and not self.dual_cross_attention:
+            problems.append("position_cue needs dual_cross_attention (it reads the query's attention)")
         if self.head_layers < 1:
             problems.append(f"head_layers must be at least 1, got {self.head_layers}")
         if self.head_hidden is not None and self.head_hidden < 1:

@@ -8,6 +8,8 @@ On the LLM's last-layer hidden states (after the final norm), for frame ``t`` of
    visual tokens' shape, so the visual tokens are the queries and the caption the keys/values.
 2. the frame's query attends to its enhanced visual tokens, ``S_t = q_t + softmax(q_t V'_t^T * s) V'_t``.
 3. the space head, an MLP with a sigmoid, reads ``S_t`` -> normalised ``(cx, cy, w, h)``.
+   With ``position_cue`` it also reads where the query looked: the centroid and spread of its
+   attention weights over the frame's grid (:func:`attention_position`).
 
 No projection matrices (the paper: no parameters in the dual cross attention); ``s`` is
 ``1 / sqrt(D)`` by default. The residual adds (``attention_residual``) are our choice: see
@@ -35,7 +37,8 @@ class SpaceDecoderOutput:
     Attributes:
         boxes: ``(B, T, 4)`` normalised ``(cx, cy, w, h)`` in ``(0, 1)``.
         query_states: ``(B, T, D)`` last-layer hidden states of the query tokens.
-        decoded: ``(B, T, D)`` what the head read (``query_states`` without dual cross attention).
+        decoded: ``(B, T, D)`` what the head read (``query_states`` without dual cross attention;
+            ``(B, T, D + 4)`` with the position cue appended).
         query_attention: ``(B, T, P)`` each query's attention over its frame's visual tokens
             (row-major on the ``h x w`` grid), or ``None`` without dual cross attention.
     """
@@ -75,6 +78,31 @@ def attend(
     return torch.matmul(weights, keys), weights
 
 
+def attention_position(weights: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Centroid and spread of attention over a row-major ``h x w`` grid.
+
+    Args:
+        weights: ``(..., h * w)`` non-negative weights summing to 1 (or 0 for an empty row).
+        grid: ``(h, w)``.
+
+    Returns:
+        ``(..., 4)``: ``(cx, cy, sx, sy)``, the weighted mean and standard deviation of the cell
+        centres' normalised coordinates (``(j + 0.5) / w``, ``(i + 0.5) / h``).
+    """
+    h, w = grid
+    if weights.shape[-1] != h * w:
+        raise ValueError(f"attention over {weights.shape[-1]} tokens does not fit the grid {h}x{w}")
+    ys = (torch.arange(h, dtype=weights.dtype, device=weights.device) + 0.5) / h
+    xs = (torch.arange(w, dtype=weights.dtype, device=weights.device) + 0.5) / w
+    x = xs.repeat(h)  # row-major: column index varies fastest
+    y = ys.repeat_interleave(w)
+    cx, cy = (weights * x).sum(-1), (weights * y).sum(-1)
+    # clamp: rounding can make a variance of a one-hot row slightly negative
+    sx = ((weights * (x - cx.unsqueeze(-1)) ** 2).sum(-1)).clamp_min(0).sqrt()
+    sy = ((weights * (y - cy.unsqueeze(-1)) ** 2).sum(-1)).clamp_min(0).sqrt()
+    return torch.stack([cx, cy, sx, sy], dim=-1)
+
+
 class SpaceHead(nn.Module):
     """MLP ``D -> hidden -> ... -> 4`` with ReLU between layers and a sigmoid on the output."""
 
@@ -95,15 +123,22 @@ class SpaceHead(nn.Module):
 class QueryGuidedSpaceDecoder(nn.Module):
     """Dual cross attention (no parameters) + :class:`SpaceHead` (the only trained weights)."""
 
-    def __init__(self, hidden_size: int, config: SpaceVLLMConfig) -> None:
+    def __init__(
+        self, hidden_size: int, config: SpaceVLLMConfig, grid: tuple[int, int] | None = None
+    ) -> None:
         super().__init__()
         self.hidden_size = int(hidden_size)
         self.dual_cross_attention = config.dual_cross_attention
+        self.position_cue = config.position_cue
+        if self.position_cue and grid is None:
+            raise ValueError("position_cue needs the visual grid (h, w)")
+        self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
         self.residual = config.attention_residual
         self.scale = (
             config.attention_scale if config.attention_scale is not None else 1.0 / math.sqrt(hidden_size)
         )
-        self.head = SpaceHead(hidden_size, config.head_hidden or hidden_size, config.head_layers)
+        extra = 4 if self.position_cue else 0
+        self.head = SpaceHead(hidden_size + extra, config.head_hidden or hidden_size, config.head_layers)
 
     def forward(
         self,
@@ -137,6 +172,8 @@ class QueryGuidedSpaceDecoder(nn.Module):
         spatial, weights = attend(queries.unsqueeze(-2), enhanced, self.scale)
         spatial, weights = spatial.squeeze(-2), weights.squeeze(-2)
         decoded = queries + spatial if self.residual else spatial
+        if self.position_cue:
+            decoded = torch.cat([decoded, attention_position(weights, self.grid)], dim=-1)
         return SpaceDecoderOutput(
             boxes=self.head(decoded), query_states=queries, decoded=decoded, query_attention=weights
         )

@@ -101,7 +101,7 @@ class SpaceVLLM(nn.Module):
         hidden = int(base.config.text_config.hidden_size)
         if decoder is None:
             device = base.get_input_embeddings().weight.device
-            decoder = QueryGuidedSpaceDecoder(hidden, config).to(device)
+            decoder = QueryGuidedSpaceDecoder(hidden, config, grid=adapter.grid_shape).to(device)
         self.decoder = decoder
 
     # ------------------------------------------------------------------ construction

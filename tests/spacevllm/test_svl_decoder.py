@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from spacevllm.config import SpaceVLLMConfig
-from spacevllm.decoder import QueryGuidedSpaceDecoder, SpaceHead
+from spacevllm.decoder import QueryGuidedSpaceDecoder, SpaceHead, attention_position
 
 
 def _config(**overrides: object) -> SpaceVLLMConfig:
@@ -121,3 +122,37 @@ def test_space_head_is_a_relu_mlp_with_sigmoid() -> None:
     first, second = head.layers
     torch.testing.assert_close(head(x), torch.sigmoid(second(torch.relu(first(x)))))
     assert len(SpaceHead(3, 5, 1).layers) == 1
+
+
+def test_attention_position_of_one_hot_and_uniform_rows() -> None:
+    grid = (2, 3)
+    one_hot = torch.zeros(6)
+    one_hot[5] = 1.0  # row 1, column 2
+    torch.testing.assert_close(attention_position(one_hot, grid), torch.tensor([5 / 6, 3 / 4, 0.0, 0.0]))
+    uniform = torch.full((6,), 1 / 6)
+    cx, cy, sx, sy = attention_position(uniform, grid).tolist()
+    xs, ys = torch.tensor([1 / 6, 3 / 6, 5 / 6]), torch.tensor([1 / 4, 3 / 4])
+    assert cx == pytest.approx(0.5) and cy == pytest.approx(0.5)
+    assert sx == pytest.approx(((xs - 0.5) ** 2).mean().sqrt().item())
+    assert sy == pytest.approx(((ys - 0.5) ** 2).mean().sqrt().item())
+    with pytest.raises(ValueError, match="does not fit"):
+        attention_position(uniform, (4, 4))
+
+
+def test_position_cue_is_appended_to_what_the_head_reads() -> None:
+    torch.manual_seed(0)
+    b, t, h, w, d = 2, 3, 2, 2, 8
+    config = SpaceVLLMConfig(position_cue=True)
+    decoder = QueryGuidedSpaceDecoder(d, config, grid=(h, w))
+    assert decoder.head.layers[0].in_features == d + 4
+    hidden = torch.randn(b, 30, d)
+    visual = torch.arange(t * h * w).view(1, t, h * w).expand(b, -1, -1)
+    queries = torch.tensor([[12, 13, 14]]).expand(b, -1)
+    caption = torch.tensor([[20, 21, 22]]).expand(b, -1)
+    out = decoder(hidden, visual, queries, caption)
+    assert out.decoded.shape == (b, t, d + 4) and out.boxes.shape == (b, t, 4)
+    torch.testing.assert_close(out.decoded[..., d:], attention_position(out.query_attention, (h, w)))
+    with pytest.raises(ValueError, match="grid"):
+        QueryGuidedSpaceDecoder(d, config)
+    with pytest.raises(ValueError, match="position_cue needs dual_cross_attention"):
+        SpaceVLLMConfig(position_cue=True, dual_cross_attention=False)

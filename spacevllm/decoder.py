@@ -78,6 +78,9 @@ def attend(
     return torch.matmul(weights, keys), weights
 
 
+_SPREAD_EPS = 1e-6
+
+
 def attention_position(weights: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Centroid and spread of attention over a row-major ``h x w`` grid.
 
@@ -87,7 +90,8 @@ def attention_position(weights: torch.Tensor, grid: tuple[int, int]) -> torch.Te
 
     Returns:
         ``(..., 4)``: ``(cx, cy, sx, sy)``, the weighted mean and standard deviation of the cell
-        centres' normalised coordinates (``(j + 0.5) / w``, ``(i + 0.5) / h``).
+        centres' normalised coordinates (``(j + 0.5) / w``, ``(i + 0.5) / h``); the deviations
+        are ``sqrt(variance + 1e-6)``, so a one-hot row has spread 0.001 and a finite gradient.
     """
     h, w = grid
     if weights.shape[-1] != h * w:
@@ -97,9 +101,11 @@ def attention_position(weights: torch.Tensor, grid: tuple[int, int]) -> torch.Te
     x = xs.repeat(h)  # row-major: column index varies fastest
     y = ys.repeat_interleave(w)
     cx, cy = (weights * x).sum(-1), (weights * y).sum(-1)
-    # clamp: rounding can make a variance of a one-hot row slightly negative
-    sx = ((weights * (x - cx.unsqueeze(-1)) ** 2).sum(-1)).clamp_min(0).sqrt()
-    sy = ((weights * (y - cy.unsqueeze(-1)) ** 2).sum(-1)).clamp_min(0).sqrt()
+    # The epsilon keeps the gradient of sqrt finite on a one-hot row (variance 0); the clamp
+    # absorbs rounding below 0.
+    var_x = (weights * (x - cx.unsqueeze(-1)) ** 2).sum(-1).clamp_min(0)
+    var_y = (weights * (y - cy.unsqueeze(-1)) ** 2).sum(-1).clamp_min(0)
+    sx, sy = (var_x + _SPREAD_EPS).sqrt(), (var_y + _SPREAD_EPS).sqrt()
     return torch.stack([cx, cy, sx, sy], dim=-1)
 
 

@@ -128,13 +128,17 @@ def test_attention_position_of_one_hot_and_uniform_rows() -> None:
     grid = (2, 3)
     one_hot = torch.zeros(6)
     one_hot[5] = 1.0  # row 1, column 2
-    torch.testing.assert_close(attention_position(one_hot, grid), torch.tensor([5 / 6, 3 / 4, 0.0, 0.0]))
+    torch.testing.assert_close(attention_position(one_hot, grid), torch.tensor([5 / 6, 3 / 4, 1e-3, 1e-3]))
+    # A one-hot row is where attention ends up when it is sharp: its gradient must stay finite.
+    logits = torch.zeros(6, requires_grad=True)
+    attention_position((logits + 50.0 * one_hot).softmax(-1), grid).sum().backward()
+    assert torch.isfinite(logits.grad).all()
     uniform = torch.full((6,), 1 / 6)
     cx, cy, sx, sy = attention_position(uniform, grid).tolist()
     xs, ys = torch.tensor([1 / 6, 3 / 6, 5 / 6]), torch.tensor([1 / 4, 3 / 4])
     assert cx == pytest.approx(0.5) and cy == pytest.approx(0.5)
-    assert sx == pytest.approx(((xs - 0.5) ** 2).mean().sqrt().item())
-    assert sy == pytest.approx(((ys - 0.5) ** 2).mean().sqrt().item())
+    assert sx == pytest.approx((((xs - 0.5) ** 2).mean() + 1e-6).sqrt().item())
+    assert sy == pytest.approx((((ys - 0.5) ** 2).mean() + 1e-6).sqrt().item())
     with pytest.raises(ValueError, match="does not fit"):
         attention_position(uniform, (4, 4))
 

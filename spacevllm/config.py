@@ -50,6 +50,11 @@ class SpaceVLLMConfig:
         interleave: ``True``: ``[frame 0, q0, frame 1, q1, ..., newline]``; ``False`` (Table 7
             ablation): ``[frame 0, ..., frame N-1, newline, q0, ..., q{N-1}]``, the base model's
             own video block untouched and the queries appended after it.
+        caption_first: put the instruction (with the caption) before the video in the user turn.
+            The paper feeds the video with its queries first and the instruction after; under
+            causal attention the queries then cannot see which object is asked, and only the
+            decoder's parameter-free text enhancement tells them. ``True`` lets every query read
+            the caption inside the LLM. Our option; off by default (the paper's order).
         dual_cross_attention: run the parameter-free dual cross attention before the head;
             ``False`` (Table 7 ablation): the head reads each query's hidden state directly.
         attention_residual: add each attention's input to its output (``v + attn(v, c, c)``,
@@ -85,6 +90,7 @@ class SpaceVLLMConfig:
     shared_query_token: str = "<stq>"
     image_query_token: str = "<srq>"
     interleave: bool = True
+    caption_first: bool = False
     dual_cross_attention: bool = True
     attention_residual: bool = True
     attention_scale: float | None = None

@@ -212,6 +212,7 @@ class LlavaOnevisionQueryAdapter:
         video_token_id, video_token: the ``<video>`` placeholder.
         stop_id: token ending an answer.
         interleave: queries after every frame, or all after the video (ablation).
+        caption_first: the instruction before the video in the user turn.
     """
 
     family = "llava_onevision"
@@ -226,6 +227,7 @@ class LlavaOnevisionQueryAdapter:
         chat_template: str | None = None,
         stop_token: str | None = None,
         interleave: bool = True,
+        caption_first: bool = False,
     ) -> None:
         if not tokenizer.is_fast:
             raise ModelError("a fast tokenizer is needed (token offsets locate the caption)")
@@ -241,6 +243,7 @@ class LlavaOnevisionQueryAdapter:
             raise ModelError("the tokenizer has no EOS token; set SpaceVLLMConfig.stop_token")
         self.stop_id = int(tokenizer.convert_tokens_to_ids(stop))
         self.interleave = interleave
+        self.caption_first = caption_first
 
     @classmethod
     def from_adapter(
@@ -256,6 +259,7 @@ class LlavaOnevisionQueryAdapter:
             chat_template=adapter.chat_template,
             stop_token=config.stop_token,
             interleave=config.interleave,
+            caption_first=config.caption_first,
         )
 
     @property
@@ -293,7 +297,13 @@ class LlavaOnevisionQueryAdapter:
         ``answer`` (training) is appended after the generation prompt, followed by the stop
         token; both are the labels.
         """
-        text = render_video_prompt(self.tokenizer, instruction.text, self.video_token, self.chat_template)
+        text = render_video_prompt(
+            self.tokenizer,
+            instruction.text,
+            self.video_token,
+            self.chat_template,
+            text_first=self.caption_first,
+        )
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids: list[int] = list(encoded["input_ids"])
         offsets = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)

@@ -96,6 +96,18 @@ def test_appended_layout_puts_all_queries_after_the_video(make_model, make_clip)
     assert ids[query].tolist() == list(model.adapter.query_tokens.video_ids)
 
 
+def test_caption_first_puts_the_instruction_before_the_video(make_model, make_clip) -> None:
+    model = make_model(caption_first=True)
+    batch = model.collator()([(_record(span=(1.0, 3.0)), make_clip())])
+    ids, visual, query = batch.input_ids[0], batch.visual_positions[0], batch.query_positions[0]
+    caption = batch.caption_positions[0]
+    assert model.tokenizer.decode(ids[caption]) == CAPTION
+    assert int(caption.max()) < int(visual.min())  # every query can attend to the caption
+    assert int(query[0]) == int(visual[0, -1]) + 1  # still interleaved
+    out = model(batch)
+    assert out.boxes.shape == (1, 4, 4) and torch.isfinite(out.loss)
+
+
 def test_perturbing_one_frame_changes_only_its_visual_positions(make_model, make_clip) -> None:
     model = make_model()
     clip = make_clip()

@@ -55,16 +55,22 @@ def render_video_prompt(
     placeholder: str,
     chat_template: str | None = None,
     text_content: str = DEFAULT_TEXT_CONTENT,
+    text_first: bool = False,
 ) -> str:
     """One user turn (video, then question) with the generation prompt, as template text.
 
     Multimodal templates (content parts ``{"type": "video"}``, ``{"type": "text"}``, as in the
     processors' templates) are tried first; a template that fails on them or does not emit the
     placeholder once is rendered again with plain string content ``text_content``.
+    ``text_first`` puts the question before the video (parts and plain content alike).
     """
     if chat_template is None and tokenizer.chat_template is None:
         raise ModelError("the tokenizer has no chat template; pass chat_template=")
-    parts = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+    content = [{"type": "video"}, {"type": "text", "text": question}]
+    if text_first:
+        content.reverse()
+        text_content = "{question}\n{video}" if text_content == DEFAULT_TEXT_CONTENT else text_content
+    parts = [{"role": "user", "content": content}]
     plain = [{"role": "user", "content": text_content.format(video=placeholder, question=question)}]
     for messages in (parts, plain):
         text = _render(tokenizer, messages, chat_template)

@@ -890,7 +890,10 @@ def convert_(
 @click.option("--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
 @click.option(
-    "--detector", default="IDEA-Research/grounding-dino-tiny", show_default=True, help="Grounding DINO."
+    "--detector",
+    default="IDEA-Research/grounding-dino-tiny",
+    show_default=True,
+    help="Grounding DINO (folder or hub id), or 'toy': the toy world's pixel colour detector.",
 )
 @click.option("--whole-videos", is_flag=True, help="Annotate whole videos instead of the annotated spans.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None)
@@ -923,9 +926,15 @@ def synth(
     items = items_from_samples(samples)
     if whole_videos:
         items = [replace(item, span=None) for item in items]
+    if detector == "toy":  # offline stand-in: palette colours and shapes, read from the pixels
+        from zsgrounding.proposals.toy_detector import ToyColourDetector
+
+        boxer = ToyColourDetector()
+    else:
+        boxer = GroundingDinoDetector.from_pretrained(detector)
     records, report = synthesize(
         items,
-        GroundingDinoDetector.from_pretrained(detector),
+        boxer,
         default_analyzer(),
         out=out,
         progress=not quiet,

@@ -129,6 +129,17 @@ def test_synth_reports_every_stage(run_cli, toy_dir: Path, tmp_path: Path) -> No
     assert lines[-1] == f"wrote {kept} records to {out}"
 
 
+def test_synth_with_the_toy_detector_keeps_whole_toy_videos(run_cli, toy_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "synth.jsonl"
+    args = ["synth", "--dataset", "toy", "--gt", str(toy_dir), "--detector", "toy", "--whole-videos"]
+    code, stdout, stderr = run_cli([*args, "--quiet", "--out", str(out)])
+    assert code == 0, stderr
+    kept, total = (int(w) for w in stdout.splitlines()[0].split()[1::2])
+    assert total == 2 and kept >= 1  # the colour detector finds the caption's shape on real pixels
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == kept and all(r["boxes"] for r in records)
+
+
 def test_train_from_yaml_then_resume_does_nothing_more(
     run_cli, toy_dir: Path, svl_base_dir: Path, tmp_path: Path
 ) -> None:

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,17 @@ from zsgrounding.tubes import (
 )
 from zsgrounding.types import Clip, GroundingResult, Sample, Track
 from zsgrounding.video import sample_uniform
+
+_SPELLED = re.compile(r"(?<=[\d.]) (?=[\d.])")
+
+
+def join_spelled_numbers(text: str) -> str:
+    """``"From 1 . 5 0 to 2 . 2 5 seconds ."`` -> ``"From 1.50 to 2.25 seconds ."``.
+
+    Only for tokenizers whose digits were added one by one (:func:`add_answer_tokens`): their
+    decoding joins tokens with spaces, which would split every number.
+    """
+    return _SPELLED.sub("", text)
 
 
 @dataclass
@@ -172,7 +184,10 @@ class SpaceVLLMGrounder:
             tokens.append(token)
             mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
             logits, cache = self.model.step(torch.tensor([[token]]), cache, mask)
-        return adapter.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        text = adapter.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        if adapter.query_tokens.answer_ids:  # digits added one by one decode with spaces between
+            text = join_spelled_numbers(text)
+        return text
 
     def _tube(
         self, clip: Clip, boxes_norm: np.ndarray, parsed: ParsedSpan, tracks: list[Track] | None

@@ -28,6 +28,7 @@ duplicated so every frame has its own), (2) the layout (each frame pair wrapped 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from spacevllm.config import SpaceVLLMConfig
-from spacevllm.prompt import Instruction
+from spacevllm.prompt import ANSWER_TEMPLATE, Instruction
 from zsgrounding.mllm.base import embed_with_features
 from zsgrounding.mllm.errors import ModelError
 from zsgrounding.mllm.llava_onevision import LlavaOnevisionAdapter
@@ -60,15 +61,25 @@ class QueryTokens:
         video_ids: ``N`` per-frame query ids in frame order, or one id when shared.
         image_id: the spatial-aware image query.
         shared: one video query after every frame (``video_ids`` has one id).
+        answer_ids: tokens added so that answers can be spelled (digits, template words), empty
+            for every real tokenizer (they spell any number).
     """
 
     video_ids: tuple[int, ...]
     image_id: int
     shared: bool = False
+    answer_ids: tuple[int, ...] = ()
 
     @property
     def all_ids(self) -> tuple[int, ...]:
+        """The query tokens (never generated)."""
         return (*self.video_ids, self.image_id)
+
+    @property
+    def new_rows(self) -> tuple[int, ...]:
+        """Every row this model added to the table: the queries, and the answer tokens that a
+        word-level vocabulary lacked (:func:`add_answer_tokens`); they train like new parts."""
+        return (*self.all_ids, *self.answer_ids)
 
     def for_frames(self, num_frames: int, image: bool = False) -> list[int]:
         """Query id after each of ``num_frames`` frames (``[image_id]`` for an image)."""
@@ -105,7 +116,42 @@ def add_query_tokens(
     ids = [int(tokenizer.convert_tokens_to_ids(s)) for s in strings]
     if new:
         _init_rows(model, [ids[strings.index(s)] for s in new], previous)
-    return QueryTokens(video_ids=tuple(ids[:-1]), image_id=ids[-1], shared=config.query_tokens == "shared")
+    answer_ids = add_answer_tokens(model, tokenizer)
+    return QueryTokens(
+        video_ids=tuple(ids[:-1]),
+        image_id=ids[-1],
+        shared=config.query_tokens == "shared",
+        answer_ids=answer_ids,
+    )
+
+
+# Every character a time answer may need, in the answer template's wording.
+_ANSWER_PROBE = ANSWER_TEMPLATE.format(start="0123456789.5", end="1.25")
+
+
+def add_answer_tokens(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+    """Make sure the tokenizer can spell a time answer; return the ids of what had to be added.
+
+    Real MLLM tokenizers (byte-level BPE) spell anything and nothing is added. A word-level
+    vocabulary without numbers (the toy-world MLLM's) maps ``"1.50"`` to its unknown token, and the
+    model could never say a time: the answer's words it lacks and the ten digits are added as
+    plain tokens (digits one by one, so every number is spelled digit by digit), with rows at
+    the vocabulary mean like the queries. Idempotent. Decoding such a tokenizer puts spaces
+    between the digits; :func:`spacevllm.infer.join_spelled_numbers` undoes that.
+    """
+    pieces = list(dict.fromkeys([*re.findall(r"[^\W\d_]+|[^\w\s]", _ANSWER_PROBE), *"0123456789"]))
+    unk = tokenizer.unk_token_id
+    if unk is not None and unk in tokenizer(_ANSWER_PROBE, add_special_tokens=False)["input_ids"]:
+        missing = [p for p in pieces if unk in tokenizer(p, add_special_tokens=False)["input_ids"]]
+        previous = len(tokenizer)
+        tokenizer.add_tokens(missing, special_tokens=False)
+        if unk in tokenizer(_ANSWER_PROBE, add_special_tokens=False)["input_ids"]:
+            raise ModelError(f"the tokenizer cannot spell a time answer such as {_ANSWER_PROBE!r}")
+        _init_rows(model, [int(tokenizer.convert_tokens_to_ids(p)) for p in missing], previous)
+    # Added now or by an earlier fine-tuning (a reloaded checkpoint): the plain added tokens.
+    added = tokenizer.get_added_vocab()
+    special = set(tokenizer.all_special_tokens)
+    return tuple(int(added[p]) for p in pieces if p in added and p not in special)
 
 
 @torch.no_grad()

@@ -535,7 +535,7 @@ def select_trainable(model: SpaceVLLM, config: TrainConfig) -> TrainedParts:
     model.decoder.requires_grad_(True)
     embedding = base.get_input_embeddings().weight
     embedding.requires_grad_(True)
-    rows = sorted(set(model.adapter.query_tokens.all_ids))
+    rows = sorted(set(model.adapter.query_tokens.new_rows))
     if lora:
         # Only the query rows may change: the rest of the table gets a zero gradient, and with
         # no weight decay AdamW leaves a parameter with zero gradients exactly where it is.

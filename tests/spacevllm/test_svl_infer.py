@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from spacevllm.collate import SimpleRecord
-from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
+from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig, join_spelled_numbers
+from spacevllm.prompt import ParsedSpan, parse_span
 from zsgrounding.boxes import cxcywh_norm_to_xyxy
 from zsgrounding.datasets.toyworld import ToyVideo, generate_one, make_dataset, object_tracks
 from zsgrounding.errors import STVGError
@@ -123,3 +124,10 @@ def test_ground_sample_is_the_runner_protocol(make_model, toy) -> None:
     assert 0 <= result.tube.start <= result.tube.end <= video.num_frames
     with pytest.raises(STVGError, match="empty query"):
         grounder.ground(path, "  ")
+
+
+def test_spelled_numbers_are_joined_back() -> None:
+    text = "from 1 . 5 0 to 1 2 . 2 5 seconds ."
+    assert join_spelled_numbers(text) == "from 1.50 to 12.25 seconds ."
+    assert parse_span(join_spelled_numbers(text), 20.0) == ParsedSpan(1.5, 12.25, ok=True)
+    assert join_spelled_numbers("From 2.40 to 5.10 seconds.") == "From 2.40 to 5.10 seconds."

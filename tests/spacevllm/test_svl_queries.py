@@ -6,7 +6,11 @@ import numpy as np
 import torch
 
 from spacevllm.collate import SimpleRecord
+from spacevllm.config import SpaceVLLMConfig
+from spacevllm.model import SpaceVLLM
+from spacevllm.prompt import answer_text
 from spacevllm.queries import add_query_tokens
+from zsgrounding.assets import TOY_MLLM
 
 CAPTION = "the red circle moving left"
 P = 16  # 4 x 4 visual tokens per frame
@@ -146,3 +150,21 @@ def test_an_image_is_one_frame_followed_by_the_image_query(make_model, make_clip
     q = int(batch.query_positions[0, 0])
     assert int(batch.input_ids[0, q]) == model.adapter.query_tokens.image_id
     assert q == int(batch.visual_positions[0, 0, -1]) + 1
+
+
+def test_a_word_level_vocabulary_gets_the_answer_tokens_it_lacks(make_model, tmp_path) -> None:
+    # The shipped toy MLLM's word-level tokenizer has no numbers: "1.50" was its unknown token.
+    model = SpaceVLLM.from_base(TOY_MLLM, SpaceVLLMConfig(num_frames=4))
+    tokenizer, tokens = model.adapter.tokenizer, model.adapter.query_tokens
+    added = tokenizer.convert_ids_to_tokens(list(tokens.answer_ids))
+    assert set("0123456789") <= set(added) and "seconds" in added
+    ids = tokenizer(answer_text(1.5, 12.25), add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    table = model.base.get_input_embeddings().weight
+    torch.testing.assert_close(table[list(tokens.answer_ids)], table[list(tokens.all_ids)][:1].expand(12, -1))
+    assert set(tokens.new_rows) == {*tokens.all_ids, *tokens.answer_ids}
+    model.save_pretrained(tmp_path / "svl")
+    again = SpaceVLLM.from_pretrained(tmp_path / "svl")
+    assert again.adapter.query_tokens.answer_ids == tokens.answer_ids  # recognised, not re-added
+    # A tokenizer that spells numbers (the test fixture's, like every real one) gets nothing.
+    assert make_model().adapter.query_tokens.answer_ids == ()

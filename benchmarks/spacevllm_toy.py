@@ -6,7 +6,8 @@ Usage::
     python benchmarks/spacevllm_toy.py --base /path/to/tiny_base --out /tmp/svl_toy --quick
 
 For each row (SpaceVLLM; w/o interleaved design: queries appended after the video; w/o dual
-cross attention: the head reads the query states) it trains from ``--base`` with
+cross attention: the head reads the query states; and our options, the caption before the
+video with the attention-position cue) it trains from ``--base`` with
 :func:`spacevllm.train.train` on ``--train-videos`` toy videos, grounds ``--eval-videos``
 held-out videos (another toy-world seed) with :class:`spacevllm.infer.SpaceVLLMGrounder` through
 :func:`zsgrounding.runner.run_dataset`, and prints m_tIoU / m_vIoU / vIoU@0.3 / vIoU@0.5 (percent),
@@ -36,11 +37,14 @@ ROWS: dict[str, dict[str, bool]] = {
     "spacevllm": {},
     "no_interleave": {"interleave": False},
     "no_dual_cross_attention": {"dual_cross_attention": False},
+    # Our two options (SpaceVLLMConfig): the caption before the video, the attention's position.
+    "caption_first_cue": {"caption_first": True, "position_cue": True},
 }
 LABELS = {
     "spacevllm": "SpaceVLLM",
     "no_interleave": "w/o interleaved design",
     "no_dual_cross_attention": "w/o dual cross attention",
+    "caption_first_cue": "+ caption first, position cue",
 }
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 

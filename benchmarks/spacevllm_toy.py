@@ -4,6 +4,9 @@ Usage::
 
     python benchmarks/spacevllm_toy.py --base zsgrounding/assets/toy_mllm --out /tmp/svl_toy
     python benchmarks/spacevllm_toy.py --base /path/to/tiny_base --out /tmp/svl_toy --quick
+    python benchmarks/spacevllm_toy.py --base zsgrounding/assets/toy_mllm --out /tmp/svl_toy \\
+        --train-videos 400 --eval-videos 200 --steps 1000 --rows spacevllm \\
+        --ship zsgrounding/assets/toy_spacevllm        # rebuilds the shipped toy SpaceVLLM
 
 For each row (SpaceVLLM; w/o interleaved design: queries appended after the video; w/o dual
 cross attention: the head reads the query states; and our options, the caption before the
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -120,16 +124,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eval-seed",
+        type=int,
+        default=None,
+        help="toy-world seed of the evaluation videos (default 2000 + seed: the held-out split; "
+        "another seed gives a validation split to tune on)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="8 training videos, 4 held out, 10 steps")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--ship",
+        type=Path,
+        default=None,
+        help="copy the first row's final model here with a recipe.json (the shipped toy SpaceVLLM)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.train_videos, args.eval_videos, args.steps, args.batch_size = 8, 4, 10, 2
 
     args.out.mkdir(parents=True, exist_ok=True)
     train_folder = _toy(args.out / "toy_train", args.train_videos, seed=1000 + args.seed)
-    eval_folder = _toy(args.out / "toy_eval", args.eval_videos, seed=2000 + args.seed)  # held out
+    eval_seed = 2000 + args.seed if args.eval_seed is None else args.eval_seed
+    eval_folder = _toy(args.out / f"toy_eval_{eval_seed}", args.eval_videos, seed=eval_seed)
     train_jsonl = args.out / "toy_train.jsonl"
     convert("toy", train_folder, train_jsonl)
 
@@ -147,7 +165,34 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "benchmark.json").write_text(
         json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results}, indent=2) + "\n"
     )
+    if args.ship is not None:
+        _ship(args, results[0], args.rows[0])
     return 0
+
+
+def _ship(args: argparse.Namespace, result: dict[str, object], name: str) -> None:
+    """The row's final model into ``--ship`` with the recipe that reproduces it."""
+    final = args.out / name / "train" / "final"
+    if args.ship.exists():
+        shutil.rmtree(args.ship)
+    shutil.copytree(final, args.ship)
+    trained = json.loads((final / "recipe.json").read_text())  # what train() recorded
+    recipe = {
+        "format": "toy-spacevllm-recipe-v1",
+        "seed": args.seed,
+        "command": " ".join(["python", "benchmarks/spacevllm_toy.py", *sys.argv[1:]]),
+        "row": LABELS[name],
+        "train_videos": {"count": args.train_videos, "toy_world_seed": 1000 + args.seed},
+        "held_out_videos": {
+            "count": args.eval_videos,
+            "toy_world_seed": 2000 + args.seed if args.eval_seed is None else args.eval_seed,
+        },
+        "held_out_metrics": {k: result[k] for k in (*METRICS, "n")},
+        "train_seconds": result["train_seconds"],
+        "train": trained,
+    }
+    (args.ship / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    print(f"shipped {LABELS[name]} to {args.ship}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@ Usage::
     python benchmarks/spacevllm_toy.py --base zsgrounding/assets/toy_mllm --out /tmp/svl_toy
     python benchmarks/spacevllm_toy.py --base /path/to/tiny_base --out /tmp/svl_toy --quick
     python benchmarks/spacevllm_toy.py --base zsgrounding/assets/toy_mllm --out /tmp/svl_toy \\
-        --train-videos 400 --eval-videos 200 --steps 1000 --rows spacevllm \\
-        --ship zsgrounding/assets/toy_spacevllm        # rebuilds the shipped toy SpaceVLLM
+        --rows spacevllm --ship zsgrounding/assets/toy_spacevllm   # rebuilds the shipped one
+
+Defaults (400 training videos, 200 held out, 1000 steps of 4 clips at 8 frames, lr 5e-4 /
+3e-3 for the new parts) are the measured table's. The learning rates were chosen on a
+validation split (``--eval-seed 2500 --eval-videos 60``): 1e-4 / 1e-3 (the paper's 1e-5 is for
+a 7B model) left the answer a constant span after 1000 steps, m_tIoU 31.8 against 41.1.
 
 For each row (SpaceVLLM; w/o interleaved design: queries appended after the video; w/o dual
 cross attention: the head reads the query states; and our options, the caption before the
@@ -109,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required=True, help="base LLaVA-OneVision checkpoint folder")
     parser.add_argument("--out", type=Path, required=True, help="work folder (data, runs, results)")
-    parser.add_argument("--train-videos", type=int, default=200)
-    parser.add_argument("--eval-videos", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=400, help="optimizer steps per row")
+    parser.add_argument("--train-videos", type=int, default=400)
+    parser.add_argument("--eval-videos", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=1000, help="optimizer steps per row")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-4, help="peak lr of the base model's weights")
-    parser.add_argument("--new-lr", type=float, default=1e-3, help="peak lr of the decoder and query rows")
+    parser.add_argument("--lr", type=float, default=5e-4, help="peak lr of the base model's weights")
+    parser.add_argument("--new-lr", type=float, default=3e-3, help="peak lr of the decoder and query rows")
     parser.add_argument(
         "--model",
         type=json.loads,

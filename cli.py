@@ -191,6 +191,34 @@ def _layer_window(_ctx: click.Context, _param: click.Parameter, value: str | Non
     return lo, hi
 
 
+def dataset_options(fn):
+    """--dataset, --gt, --videos, --vidor-dir: an annotated dataset (shared by `eval` and `compare`)."""
+    options = [
+        click.option(
+            "--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt."
+        ),
+        click.option(
+            "--gt",
+            "gt_path",
+            type=click.Path(exists=True, path_type=Path),
+            required=True,
+            help="Annotation file.",
+        ),
+        click.option(
+            "--videos",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            default=None,
+            help="Video folder (toy: defaults to the dataset's own videos/).",
+        ),
+        click.option(
+            "--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def zero_shot_options(fn):
     """Options of the training-free grounder and ``--method``, shared by `ground` and `eval`."""
     method = click.option(
@@ -413,17 +441,7 @@ def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, *
 
 
 @cli.command("eval")
-@click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
-@click.option(
-    "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
-)
-@click.option(
-    "--videos",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Video folder (toy: defaults to the dataset's own videos/).",
-)
-@click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@dataset_options
 @zero_shot_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
@@ -626,17 +644,7 @@ def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None)
 
 
 @cli.command()
-@click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
-@click.option(
-    "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
-)
-@click.option(
-    "--videos",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Video folder (toy: defaults to the dataset's own videos/).",
-)
-@click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@dataset_options
 @click.option(
     "--grounder",
     "grounder_specs",

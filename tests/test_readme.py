@@ -15,4 +15,5 @@ def test_python_api_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, str(README), "exec"), {})
     printed = capsys.readouterr().out
-    assert "'m_vIoU'" in printed and "'n': 3" in printed
+    assert "| zero-shot" in printed and "| colour" in printed and "m_vIoU" in printed
+    assert (tmp_path / "runs" / "api_compare" / "comparison.md").is_file()

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -202,7 +203,9 @@ def test_torchrun_two_ranks_equal_one_process(world, tmp_path):
     ]
     proc = subprocess.run(cmd, env=script_env(), cwd=REPO, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = sorted(json.loads(line)["rank"] for line in proc.stdout.splitlines() if line.startswith("{"))
+    # Both ranks print to one pipe and their lines may land glued together: find every object.
+    summaries = re.findall(r"\{[^{}]*\}", proc.stdout)
+    ranks = sorted(json.loads(text)["rank"] for text in summaries if '"rank"' in text)
     assert ranks == [0, 1]
 
     ids = [s.id for s in world["samples"]]

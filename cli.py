@@ -23,26 +23,32 @@ def cli() -> None:
     """
 
 
+def protocol_options(fn):
+    """--frames and --protocol: how the evaluator scores (shared by `score` and `compare`)."""
+    frames = click.option(
+        "--frames",
+        type=click.Choice(["tubedetr", "all"]),
+        default="tubedetr",
+        show_default=True,
+        help="Evaluated frames: TubeDETR's 5 fps sampling, or every native frame.",
+    )
+    protocol = click.option(
+        "--protocol",
+        type=click.Choice(["tubedetr", "cgstvg"]),
+        default="tubedetr",
+        show_default=True,
+        help="cgstvg: every native frame, interpolated boxes, GT end one frame short (CG-STVG's evaluator).",
+    )
+    return frames(protocol(fn))
+
+
 @cli.command()
 @click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
 @click.option(
     "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
 )
 @click.option("--pred", "pred_path", type=click.Path(path_type=Path), required=True, help="Prediction JSON.")
-@click.option(
-    "--frames",
-    type=click.Choice(["tubedetr", "all"]),
-    default="tubedetr",
-    show_default=True,
-    help="Evaluated frames: TubeDETR's 5 fps sampling, or every native frame.",
-)
-@click.option(
-    "--protocol",
-    type=click.Choice(["tubedetr", "cgstvg"]),
-    default="tubedetr",
-    show_default=True,
-    help="cgstvg: every native frame, interpolated boxes, GT end one frame short (CG-STVG's evaluator).",
-)
+@protocol_options
 @click.option(
     "--vidor-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -659,20 +665,7 @@ def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None)
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Comparison folder."
 )
 @click.option("--max-samples", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
-@click.option(
-    "--frames",
-    type=click.Choice(["tubedetr", "all"]),
-    default="tubedetr",
-    show_default=True,
-    help="Evaluated frames: TubeDETR's 5 fps sampling, or every native frame.",
-)
-@click.option(
-    "--protocol",
-    type=click.Choice(["tubedetr", "cgstvg"]),
-    default="tubedetr",
-    show_default=True,
-    help="cgstvg: CG-STVG's evaluator (see `stvg score`).",
-)
+@protocol_options
 @click.option(
     "--resume/--no-resume", default=True, show_default=True, help="Keep what earlier runs in OUT grounded."
 )

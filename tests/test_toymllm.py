@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,54 @@ def test_questions_have_the_answer_they_claim() -> None:
                     assert near_miss or shares_action
     assert hard > 50
     assert answer(seen, Description(colour="no-such-colour")) is False
+
+
+def test_zoomed_stage1_views_describe_only_whole_objects() -> None:
+    world = ToyWorldConfig()
+    bank = build_bank(world, 0, 30, 3, 96, progress=False)
+    sampler = Sampler(bank, build_tokenizer(), world, TINY, seed=[0, 1])
+    rows, texts, hard = sampler.frame_batch(48, 2, p_zoom=0.7)
+    zoomed = torch.nonzero(rows[:, 2] >= 0).flatten().tolist()
+    assert 20 <= len(zoomed) < 48  # some frames have no window that cuts no object
+    pixels = sampler.frame_pixels(rows)
+    scale = np.array([world.width, world.height, world.width, world.height])
+    for i in range(48):
+        clip, pick, x0, y0 = rows[i].tolist()
+        frame = bank.frames[int(clip), int(pick)]
+        words = texts[i].split()
+        if x0 < 0:
+            torch.testing.assert_close(pixels[i], frame, rtol=0, atol=0)
+            continue
+        assert "small" not in words and "big" not in words  # a zoomed view has no size
+        assert "small" not in hard[i].split() and "big" not in hard[48 + i].split()
+        fid = int(bank.frame_ids[int(clip), int(pick)])
+        inside = []
+        for obj in bank.objects[int(clip)]:
+            if not obj.visible[0] <= fid < obj.visible[1]:
+                continue
+            x1, y1, x2, y2 = obj.boxes[fid - obj.visible[0]] / scale
+            whole = x1 >= x0 and y1 >= y0 and x2 <= x0 + 0.5 and y2 <= y0 + 0.5
+            apart = x2 <= x0 or x1 >= x0 + 0.5 or y2 <= y0 or y1 >= y0 + 0.5
+            assert whole or apart  # the window cuts no object
+            inside += [obj.colour, obj.shape] if whole else []
+        assert sorted(w for w in words if w not in ("a", "an", "and")) == sorted(inside)
+        # The view is the window's pixels scaled up to the whole input.
+        px, py = round(x0 * 96), round(y0 * 96)
+        window = frame[py : py + 48, px : px + 48].movedim(-1, 0)[None].float()
+        expected = torch.nn.functional.interpolate(window, size=(96, 96), mode="bilinear")
+        torch.testing.assert_close(
+            pixels[i], expected[0].movedim(0, -1).round().to(torch.uint8), rtol=0, atol=0
+        )
+
+    # Round 0 of the hard negatives changes the shape of exactly one object.
+    def objects(text: str) -> Counter:
+        return Counter(tuple(phrase.split()[-2:]) for phrase in text.split(" and "))
+
+    for i in zoomed:
+        lost, gained = objects(texts[i]) - objects(hard[i]), objects(hard[i]) - objects(texts[i])
+        assert len(lost) == len(gained) == 1
+        (colour, shape), (new_colour, new_shape) = next(iter(lost)), next(iter(gained))
+        assert colour == new_colour and shape != new_shape
 
 
 # ---------------------------------------------------------------------------------------- model paths

@@ -171,6 +171,9 @@ class ToyPretrainConfig:
         stage1: vision pretraining on single frames (batch = frames).
         stage1_negatives: hard-negative descriptions per frame in stage 1 (the first changes a
             shape, the others a random attribute).
+        stage1_zoom: share of stage-1 views that are a half-size window around an object, scaled
+            up to the whole input (random crops, as image-text pretraining uses): a small shape
+            then covers four times the patches.
         stage2_projector: alignment with only the projector trained.
         stage2: alignment with projector and language model trained.
         stage3: instruction tuning.
@@ -200,11 +203,12 @@ class ToyPretrainConfig:
     train_frames: tuple[int, ...] = (2, 4, 4, 8)
     eval_frames: int = 8
     chroma_augment: float = 0.5
-    stage1: StageSchedule = field(default_factory=lambda: StageSchedule(800, 64, 2e-3, warmup=30))
+    stage1: StageSchedule = field(default_factory=lambda: StageSchedule(1600, 64, 2e-3, warmup=30))
     stage1_negatives: int = 2
+    stage1_zoom: float = 0.5
     stage2_projector: StageSchedule = field(default_factory=lambda: StageSchedule(30, 32, 2e-3, warmup=5))
     stage2: StageSchedule = field(default_factory=lambda: StageSchedule(400, 32, 1e-3, warmup=20))
-    stage3: StageSchedule = field(default_factory=lambda: StageSchedule(1500, 32, 1e-3, warmup=30))
+    stage3: StageSchedule = field(default_factory=lambda: StageSchedule(2000, 32, 1e-3, warmup=30))
     freeze_vision: bool = True
     vision_lr_scale: float = 0.2
     caption_tasks: dict[str, float] = field(

@@ -4,12 +4,13 @@
   clip resized to the tower's input (PIL bicubic, as the adapter does), kept as one uint8 tensor.
 - :func:`seen_objects`: what a set of sampled frames shows of each object: its attributes, the
   actions those frames show it doing, and the actions it does that they may not show (never asked).
-- Text per stage: frame descriptions with a hard negative (stage 1), clip captions (stage 2),
-  yes/no questions with hard negatives and a curriculum (stage 3).
+- Text per stage: descriptions of whole frames and of zoomed views around an object, with hard
+  negatives (stage 1); clip captions (stage 2); yes/no questions with hard negatives and a
+  curriculum (stage 3).
 - :class:`Sampler`: seeded batches of token ids with labels on the answers only.
 
-Supervision is text only: boxes and spans are read to decide what is true of the sampled frames,
-never given to the model.
+Supervision is text only: boxes and spans are read to decide what is true of the sampled frames
+(and where a zoomed view may be cut), never given to the model.
 """
 
 from __future__ import annotations
@@ -245,13 +246,16 @@ CAPTION_TASKS: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
 """Stage-2 caption tasks: prompts and the description of the sampled frames they ask for."""
 
 
-def frame_description(rng: np.random.Generator, objects: Sequence[tuple[str, str, str]]) -> str:
-    """``"a small red circle and a blue square"``: the objects of one frame, random order and sizes."""
+def frame_description(
+    rng: np.random.Generator, objects: Sequence[tuple[str, str, str]], sizes: bool = True
+) -> str:
+    """``"a small red circle and a blue square"``: the objects of one frame in random order, each with
+    its size half of the time (never with ``sizes=False``)."""
     order = rng.permutation(len(objects))
     phrases = []
     for i in order:
         size, colour, shape = objects[i]
-        words = f"{size} {colour} {shape}" if rng.random() < 0.5 else f"{colour} {shape}"
+        words = f"{size} {colour} {shape}" if sizes and rng.random() < 0.5 else f"{colour} {shape}"
         phrases.append(_article(words))
     return " and ".join(phrases) if phrases else "nothing"
 
@@ -261,15 +265,18 @@ def perturbed(
     objects: Sequence[tuple[str, str, str]],
     world: ToyWorldConfig,
     attribute: str | None = None,
+    sizes: bool = True,
 ) -> list[tuple[str, str, str]]:
-    """The objects of a frame with ``attribute`` (default: a random one) of one object changed: a
-    stage-1 hard negative."""
+    """The objects of a frame with ``attribute`` (default: a random one, never the size with
+    ``sizes=False``, for descriptions that do not say it) of one object changed: a stage-1 hard
+    negative."""
     out = list(objects)
     if not out:
         return [(str(rng.choice(SIZES)), str(rng.choice(world.colours)), str(rng.choice(world.shapes)))]
     i = int(rng.integers(len(out)))
     size, colour, shape = out[i]
-    which = attribute or ATTRIBUTES[int(rng.integers(3))]
+    names = ATTRIBUTES if sizes else tuple(a for a in ATTRIBUTES if a != "size")
+    which = attribute or names[int(rng.integers(len(names)))]
     if which == "colour":
         colour = str(rng.choice([c for c in world.colours if c != colour]))
     elif which == "shape":
@@ -594,22 +601,89 @@ class Sampler:
         pool = allowed if allowed.size else np.arange(len(self.bank))
         return int(pool[self.rng.integers(pool.size)])
 
-    def frame_batch(self, batch: int, negatives: int = 1) -> tuple[torch.Tensor, list[str], list[str]]:
-        """Stage 1: ``(rows, texts, hard)``: ``rows (B, 2)`` long ``(clip, bank frame)``, the frames'
-        descriptions, and ``negatives * B`` descriptions with one attribute of one object changed
-        (round ``r`` holds ``hard[r * B : (r + 1) * B]``; round 0 changes a shape, the subtlest cue,
-        later rounds a random attribute)."""
+    def _zoom_window(self, clip: int, pick: int) -> tuple[float, float] | None:
+        """Top-left corner (fractions of the frame) of a half-size window around a random object of
+        bank frame ``pick`` that cuts no object, or ``None`` if five draws find none."""
+        fid = int(self.bank.frame_ids[clip, pick])
+        w, h = self.world.width, self.world.height
+        boxes = [
+            o.boxes[fid - o.visible[0]] / np.array([w, h, w, h])
+            for o in self.bank.objects[clip]
+            if o.visible[0] <= fid < o.visible[1]
+        ]
+        if not boxes:
+            return None
+        for _ in range(5):
+            x1, y1, x2, y2 = boxes[int(self.rng.integers(len(boxes)))]
+            lo_x, hi_x = max(0.0, x2 - 0.5), min(x1, 0.5)
+            lo_y, hi_y = max(0.0, y2 - 0.5), min(y1, 0.5)
+            if lo_x > hi_x or lo_y > hi_y:
+                continue
+            # Whole pixels of the bank frame, so the crop is a plain slice.
+            side = self.bank.frames.shape[2]
+            wx = round(self.rng.uniform(lo_x, hi_x) * side) / side
+            wy = round(self.rng.uniform(lo_y, hi_y) * side) / side
+            inside = [(b[0] >= wx and b[2] <= wx + 0.5 and b[1] >= wy and b[3] <= wy + 0.5) for b in boxes]
+            apart = [(b[2] <= wx or b[0] >= wx + 0.5 or b[3] <= wy or b[1] >= wy + 0.5) for b in boxes]
+            if any(inside) and all(i or a for i, a in zip(inside, apart, strict=True)):
+                return wx, wy
+        return None
+
+    def _window_objects(
+        self, clip: int, pick: int, window: tuple[float, float]
+    ) -> list[tuple[str, str, str]]:
+        fid = int(self.bank.frame_ids[clip, pick])
+        w, h = self.world.width, self.world.height
+        out: list[tuple[str, str, str]] = []
+        for o in self.bank.objects[clip]:
+            if o.visible[0] <= fid < o.visible[1]:
+                x1, y1, x2, y2 = o.boxes[fid - o.visible[0]] / np.array([w, h, w, h])
+                if x1 >= window[0] and y1 >= window[1] and x2 <= window[0] + 0.5 and y2 <= window[1] + 0.5:
+                    out.append((o.size, o.colour, o.shape))
+        return out
+
+    def frame_batch(
+        self, batch: int, negatives: int = 1, p_zoom: float = 0.0
+    ) -> tuple[torch.Tensor, list[str], list[str]]:
+        """Stage 1: ``(rows, texts, hard)``.
+
+        ``rows (B, 4)`` float ``(clip, bank frame, x0, y0)``: ``x0, y0 >= 0`` (fractions of the
+        frame) mark a zoomed view, the half-size window at that corner scaled up to the whole
+        input (with probability ``p_zoom``, around an object and cutting none; its description says
+        no sizes, which zooming makes meaningless); ``-1`` the whole frame. ``texts``: the views'
+        descriptions. ``hard``: ``negatives * B`` descriptions with one attribute of one object
+        changed (round ``r`` holds ``hard[r * B : (r + 1) * B]``; round 0 changes a shape, the
+        subtlest cue, later rounds a random attribute)."""
         rows, texts, hard = [], [], [[] for _ in range(negatives)]
         for _ in range(batch):
             clip = self._clip()
             pick = int(self.rng.integers(self.bank.frames.shape[1]))
-            objs = self.bank.frame_objects(clip, pick)
-            rows.append((clip, pick))
-            texts.append(frame_description(self.rng, objs))
+            window = self._zoom_window(clip, pick) if p_zoom > 0 and self.rng.random() < p_zoom else None
+            if window is None:
+                objs, sizes = self.bank.frame_objects(clip, pick), True
+                rows.append((clip, pick, -1.0, -1.0))
+            else:
+                objs, sizes = self._window_objects(clip, pick, window), False
+                rows.append((clip, pick, *window))
+            texts.append(frame_description(self.rng, objs, sizes))
             for r in range(negatives):
-                changed = perturbed(self.rng, objs, self.world, "shape" if r == 0 else None)
-                hard[r].append(frame_description(self.rng, changed))
-        return torch.tensor(rows, dtype=torch.long), texts, [t for round_ in hard for t in round_]
+                changed = perturbed(self.rng, objs, self.world, "shape" if r == 0 else None, sizes)
+                hard[r].append(frame_description(self.rng, changed, sizes))
+        return torch.tensor(rows, dtype=torch.float64), texts, [t for round_ in hard for t in round_]
+
+    def frame_pixels(self, rows: torch.Tensor) -> torch.Tensor:
+        """``(B, S, S, 3)`` uint8 views of :meth:`frame_batch` rows (zoomed ones bilinearly scaled up)."""
+        frames = self.bank.frames[rows[:, 0].long(), rows[:, 1].long()]
+        side = frames.shape[1]
+        out = frames.clone()
+        for i in torch.nonzero(rows[:, 2] >= 0).flatten().tolist():
+            x0, y0 = round(float(rows[i, 2]) * side), round(float(rows[i, 3]) * side)
+            crop = frames[i, y0 : y0 + side // 2, x0 : x0 + side // 2].movedim(-1, 0)[None].float()
+            big = torch.nn.functional.interpolate(
+                crop, size=(side, side), mode="bilinear", align_corners=False
+            )
+            out[i] = big[0].movedim(0, -1).round().clamp(0, 255).to(torch.uint8)
+        return out
 
     def _captions(
         self, seen: list[SeenObject], weights: dict[str, float], turns: int

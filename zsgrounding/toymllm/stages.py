@@ -321,8 +321,10 @@ def stage1_vision(
     params = [*_trainable(model, [tower]), *text.parameters(), *head.parameters(), *contrast.parameters()]
 
     def loss_fn(step: int) -> torch.Tensor:
-        rows, texts, negatives = sampler.frame_batch(config.stage1.batch, config.stage1_negatives)
-        images = head(tower_hidden(model, to_pixels(sampler.bank.frames[rows[:, 0], rows[:, 1]])))
+        rows, texts, negatives = sampler.frame_batch(
+            config.stage1.batch, config.stage1_negatives, config.stage1_zoom
+        )
+        images = head(tower_hidden(model, to_pixels(sampler.frame_pixels(rows))))
         return contrast(images, text(*_encode_texts(tokenizer, texts + negatives)))
 
     model.train()
@@ -333,7 +335,7 @@ def stage1_vision(
     # the best of the batch's descriptions?
     with torch.no_grad():
         rows, texts, negatives = held_out.frame_batch(256, 1)
-        pixels = to_pixels(held_out.bank.frames[rows[:, 0], rows[:, 1]])
+        pixels = to_pixels(held_out.frame_pixels(rows))
         logits = contrast.logits(
             head(tower_hidden(model, pixels)), text(*_encode_texts(tokenizer, texts + negatives))
         )

@@ -38,7 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads
 import torch
 from transformers import LlavaOnevisionForConditionalGeneration
 
-from zsgrounding.toymllm.config import ToyPretrainConfig
+from zsgrounding.toymllm.config import StageSchedule, ToyPretrainConfig
 from zsgrounding.toymllm.data import Sampler, build_bank
 from zsgrounding.toymllm.probe import PROBED, tower_probe
 from zsgrounding.toymllm.stages import stage1_vision
@@ -46,9 +46,15 @@ from zsgrounding.toymllm.tokenizer import build_tokenizer
 from zsgrounding.toymllm.train import build_model
 
 
-def variants() -> dict[str, ToyPretrainConfig]:
+def variants(quick: bool = False) -> dict[str, ToyPretrainConfig]:
+    """The rows; ``quick``: the same variants of the tiny test recipe, a few steps each."""
     recipe = ToyPretrainConfig()
     short = replace(recipe.stage1, steps=800)
+    if quick:
+        recipe = ToyPretrainConfig.quick(
+            train_clips=40, eval_clips=10, stage1=StageSchedule(4, 16, 3e-3, warmup=1)
+        )
+        short = replace(recipe.stage1, steps=2)
     return {
         "before": replace(recipe, stage1=short, stage1_zoom=0.0),
         "zoom": replace(recipe, stage1=short),
@@ -64,7 +70,9 @@ def variants() -> dict[str, ToyPretrainConfig]:
     }
 
 
-def run_row(config: ToyPretrainConfig, threads: int) -> dict[str, Any]:
+def run_row(
+    config: ToyPretrainConfig, threads: int, progress: bool = True, probe_clips: int = 120
+) -> dict[str, Any]:
     """Stage 1 of ``config`` as the recipe seeds it, then the probes."""
     torch.set_num_threads(threads)
     tokenizer = build_tokenizer()
@@ -78,14 +86,14 @@ def run_row(config: ToyPretrainConfig, threads: int) -> dict[str, Any]:
     sampler = Sampler(bank, tokenizer, config.world, config.model, seed=[config.seed, 1])
     held_out = Sampler(held, tokenizer, config.world, config.model, seed=[config.seed, 1000])
     torch.manual_seed(config.seed + 1)
-    metrics = stage1_vision(model, tokenizer, sampler, held_out, config, lambda record: None, True)
+    metrics = stage1_vision(model, tokenizer, sampler, held_out, config, lambda record: None, progress)
     seconds = time.perf_counter() - start
     return {
         "seconds": round(seconds, 1),
         "final_loss": round(metrics["final_loss"], 4),
         "binding": metrics["held_out_binding_accuracy"],
         "top1": metrics["held_out_retrieval_top1"],
-        "probes": tower_probe(model, config.world, size),
+        "probes": tower_probe(model, config.world, size, clips=probe_clips),
     }
 
 
@@ -112,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", choices=sorted(variants()), default=list(variants()))
     parser.add_argument("--checkpoint", type=Path, help="only probe this saved toy MLLM")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny recipe, a few steps, 10 probe clips (smoke test)"
+    )
     args = parser.parse_args(argv)
     if args.checkpoint is not None:
         torch.set_num_threads(args.threads)
@@ -131,15 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "stage1.json"
     done: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
-    configs = variants()
+    configs = variants(args.quick)
+    probe_clips = 10 if args.quick else 120
     for name in args.rows:
         if name not in done:
             print(f"row {name} ...", flush=True)
-            done[name] = {"steps": configs[name].stage1.steps, **run_row(configs[name], args.threads)}
+            done[name] = {
+                "steps": configs[name].stage1.steps,
+                **run_row(configs[name], args.threads, not args.no_progress, probe_clips),
+            }
             path.write_text(json.dumps(done, indent=2) + "\n")
     rows = {name: done[name] for name in args.rows}
     text = (
-        "Tower probes on 120 held-out clips: accuracy (majority-class share of the test objects).\n"
+        f"Tower probes on {probe_clips} held-out clips: accuracy (majority-class share of the test objects).\n"
         "binding: held-out true description beats the shape-changed one; top-1: retrieval in 256.\n\n"
         + table(rows)
         + "\n"

@@ -601,18 +601,19 @@ class Sampler:
         pool = allowed if allowed.size else np.arange(len(self.bank))
         return int(pool[self.rng.integers(pool.size)])
 
-    def _zoom_window(self, clip: int, pick: int) -> tuple[float, float] | None:
-        """Top-left corner (fractions of the frame) of a half-size window around a random object of
-        bank frame ``pick`` that cuts no object, or ``None`` if five draws find none."""
+    def _zoom_view(
+        self, clip: int, pick: int
+    ) -> tuple[tuple[float, float], list[tuple[str, str, str]]] | None:
+        """A half-size window around a random object of bank frame ``pick`` that cuts no object: its
+        top-left corner (fractions of the frame) and ``(size, colour, shape)`` of the objects inside;
+        ``None`` if five draws find none."""
         fid = int(self.bank.frame_ids[clip, pick])
         w, h = self.world.width, self.world.height
-        boxes = [
-            o.boxes[fid - o.visible[0]] / np.array([w, h, w, h])
-            for o in self.bank.objects[clip]
-            if o.visible[0] <= fid < o.visible[1]
-        ]
+        drawn = [o for o in self.bank.objects[clip] if o.visible[0] <= fid < o.visible[1]]
+        boxes = [o.boxes[fid - o.visible[0]] / np.array([w, h, w, h]) for o in drawn]
         if not boxes:
             return None
+        side = self.bank.frames.shape[2]
         for _ in range(5):
             x1, y1, x2, y2 = boxes[int(self.rng.integers(len(boxes)))]
             lo_x, hi_x = max(0.0, x2 - 0.5), min(x1, 0.5)
@@ -620,27 +621,15 @@ class Sampler:
             if lo_x > hi_x or lo_y > hi_y:
                 continue
             # Whole pixels of the bank frame, so the crop is a plain slice.
-            side = self.bank.frames.shape[2]
             wx = round(self.rng.uniform(lo_x, hi_x) * side) / side
             wy = round(self.rng.uniform(lo_y, hi_y) * side) / side
-            inside = [(b[0] >= wx and b[2] <= wx + 0.5 and b[1] >= wy and b[3] <= wy + 0.5) for b in boxes]
-            apart = [(b[2] <= wx or b[0] >= wx + 0.5 or b[3] <= wy or b[1] >= wy + 0.5) for b in boxes]
+            inside = [b[0] >= wx and b[2] <= wx + 0.5 and b[1] >= wy and b[3] <= wy + 0.5 for b in boxes]
+            apart = [b[2] <= wx or b[0] >= wx + 0.5 or b[3] <= wy or b[1] >= wy + 0.5 for b in boxes]
             if any(inside) and all(i or a for i, a in zip(inside, apart, strict=True)):
-                return wx, wy
+                return (wx, wy), [
+                    (o.size, o.colour, o.shape) for o, i in zip(drawn, inside, strict=True) if i
+                ]
         return None
-
-    def _window_objects(
-        self, clip: int, pick: int, window: tuple[float, float]
-    ) -> list[tuple[str, str, str]]:
-        fid = int(self.bank.frame_ids[clip, pick])
-        w, h = self.world.width, self.world.height
-        out: list[tuple[str, str, str]] = []
-        for o in self.bank.objects[clip]:
-            if o.visible[0] <= fid < o.visible[1]:
-                x1, y1, x2, y2 = o.boxes[fid - o.visible[0]] / np.array([w, h, w, h])
-                if x1 >= window[0] and y1 >= window[1] and x2 <= window[0] + 0.5 and y2 <= window[1] + 0.5:
-                    out.append((o.size, o.colour, o.shape))
-        return out
 
     def frame_batch(
         self, batch: int, negatives: int = 1, p_zoom: float = 0.0
@@ -658,13 +647,14 @@ class Sampler:
         for _ in range(batch):
             clip = self._clip()
             pick = int(self.rng.integers(self.bank.frames.shape[1]))
-            window = self._zoom_window(clip, pick) if p_zoom > 0 and self.rng.random() < p_zoom else None
-            if window is None:
+            view = self._zoom_view(clip, pick) if p_zoom > 0 and self.rng.random() < p_zoom else None
+            if view is None:
                 objs, sizes = self.bank.frame_objects(clip, pick), True
                 rows.append((clip, pick, -1.0, -1.0))
             else:
-                objs, sizes = self._window_objects(clip, pick, window), False
-                rows.append((clip, pick, *window))
+                (wx, wy), objs = view
+                sizes = False
+                rows.append((clip, pick, wx, wy))
             texts.append(frame_description(self.rng, objs, sizes))
             for r in range(negatives):
                 changed = perturbed(self.rng, objs, self.world, "shape" if r == 0 else None, sizes)

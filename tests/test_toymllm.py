@@ -36,7 +36,7 @@ from zsgrounding.toymllm.data import (
 from zsgrounding.toymllm.evaluate import EvalConfig, evaluate_vqa, toy_clip
 from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
 from zsgrounding.toymllm.tokenizer import build_tokenizer, encode_conversation
-from zsgrounding.toymllm.train import build_model
+from zsgrounding.toymllm.train import build_model, pretrain
 
 # The short schedule: a tiny model on one 48 px frame per clip (3 x 3 tokens), colour checklists
 # as captions and "is there a <colour> thing" questions (the easy kind).
@@ -250,6 +250,32 @@ def test_same_seed_gives_the_same_first_stage_loss() -> None:
 
 
 # ---------------------------------------------------------------------------------------- the recipe
+
+
+@pytest.mark.parametrize("train_vision", [(), ("stage2",), ("stage3",)])
+def test_the_tower_trains_in_the_stages_train_vision_names(
+    train_vision: tuple[str, ...], tmp_path: Path
+) -> None:
+    few = StageSchedule(3, 8, 3e-3, warmup=1)
+    config = tiny_recipe(
+        stage1=few, stage2_projector=few, stage2=few, stage3=few, train_vision=train_vision,
+        train_clips=12, eval_clips=6, eval_questions=2,
+    )  # fmt: skip
+    pretrain(tmp_path, config, progress=False, keep_stages=True)
+
+    def tower(stage: str) -> dict[str, torch.Tensor]:
+        state = torch.load(tmp_path / "stages" / f"{stage}.pt", weights_only=False)["model"]
+        return {k: v for k, v in state.items() if ".vision_tower." in k}
+
+    after = {stage: tower(stage) for stage in ("stage1", "stage2", "stage3")}
+    for before, stage in (("stage1", "stage2"), ("stage2", "stage3")):
+        moved = any(not torch.equal(after[before][k], after[stage][k]) for k in after[stage])
+        assert moved == (stage in train_vision), (stage, train_vision)
+
+
+def test_train_vision_refuses_unknown_stages() -> None:
+    with pytest.raises(ValueError, match="train_vision takes stage2 and stage3"):
+        tiny_recipe(train_vision=("stage1",))
 
 
 def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPretrainConfig]) -> None:

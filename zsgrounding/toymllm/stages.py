@@ -387,7 +387,7 @@ def stage2_align(
 ) -> dict:
     """Captions: projector (and newline) alone, then with the language model."""
     rng = np.random.default_rng([config.seed, 2])
-    vision = [] if config.freeze_vision else [model.model.vision_tower]
+    vision = [model.model.vision_tower] if "stage2" in config.train_vision else []
     projector_parts = [model.model.multi_modal_projector]
     newline = [model.model.image_newline]
 
@@ -508,7 +508,7 @@ def stage3_instruct(
             history.append({"step": step + 1, **scores})
             log({"stage": "stage 3", "step": step + 1, "held_out": scores})
 
-    vision = [] if config.freeze_vision else [model.model.vision_tower]
+    vision = [model.model.vision_tower] if "stage3" in config.train_vision else []
     parts = [model.model.multi_modal_projector, model.model.language_model, model.lm_head, *vision]
     model.train()
     result = optimise(_trainable(model, parts, [model.model.image_newline]), schedule, loss_fn,

@@ -156,14 +156,19 @@ def pretrain(
         _save_stage(out, "stage1", config_json, model, metrics["stage1"])
     timings["stage1"] = round(time.perf_counter() - t0, 1)
 
-    t0 = time.perf_counter()
-    if cfg.freeze_vision:
-        source = VisualSource.cached(model, train_bank, progress=progress)
-        held_out_source = VisualSource.cached(model, eval_bank, progress=progress)
-    else:
-        source, held_out_source = VisualSource(model, train_bank, None), VisualSource(model, eval_bank, None)
-    timings["tower_cache"] = round(time.perf_counter() - t0, 1)
+    timings["tower_cache"] = 0.0
 
+    def sources(stage: str) -> tuple[VisualSource, VisualSource]:
+        """Tower outputs for a stage: computed if it trains the tower, else cached once (timed)."""
+        if stage in cfg.train_vision:
+            return VisualSource(model, train_bank, None), VisualSource(model, eval_bank, None)
+        t0 = time.perf_counter()
+        cached = (VisualSource.cached(model, train_bank, progress=progress),
+                  VisualSource.cached(model, eval_bank, progress=progress))  # fmt: skip
+        timings["tower_cache"] += round(time.perf_counter() - t0, 1)
+        return cached
+
+    source, held_out_source = sources("stage2")
     t0 = time.perf_counter()
     metrics["stage2"] = _load_stage(out, "stage2", config_json, model)
     if metrics["stage2"] is None:
@@ -173,6 +178,8 @@ def pretrain(
         )
         _save_stage(out, "stage2", config_json, model, metrics["stage2"])
     timings["stage2"] = round(time.perf_counter() - t0, 1)
+    if cfg.train_vision:
+        source, held_out_source = sources("stage3")  # the cache, if the tower stops training here
 
     t0 = time.perf_counter()
     questions = held_out_questions(

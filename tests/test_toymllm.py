@@ -33,7 +33,16 @@ from zsgrounding.toymllm.data import (
     make_question,
     seen_objects,
 )
-from zsgrounding.toymllm.evaluate import EvalConfig, evaluate_vqa, toy_clip
+from zsgrounding.toymllm.evaluate import (
+    ORDER_MODES,
+    EvalConfig,
+    evaluate_vqa,
+    query_token_check,
+    reorder_visual,
+    token_order_check,
+    token_roles,
+    toy_clip,
+)
 from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
 from zsgrounding.toymllm.tokenizer import build_tokenizer, encode_conversation
 from zsgrounding.toymllm.train import build_model, pretrain
@@ -320,3 +329,89 @@ def test_saved_checkpoint_loads_and_runs_on_twenty_frames(
     maps = prepared.to_grid(output.attention.mean())
     assert maps.shape == (5, 20, *TINY.grid)
     assert torch.all(maps >= 0)
+
+
+# ---------------------------------------------------------------------------------------- token order
+
+
+def test_reorder_visual_moves_only_the_visual_embeddings(
+    trained: tuple[Path, dict, ToyPretrainConfig],
+) -> None:
+    out, _, config = trained
+    adapter = load_adapter(out)
+    prepared = adapter.prepare(
+        toy_clip(generate_one(config.eval_start, config.world), 4), "Is there a red thing?"
+    )
+    frames = prepared.visual_grid.reshape(4, -1)  # (T, h * w) sequence positions
+    text = torch.ones(prepared.input_ids.shape[1], dtype=torch.bool)
+    text[frames.reshape(-1)] = False
+    original = prepared.inputs_embeds[0]
+
+    def rows_sorted(x: torch.Tensor) -> torch.Tensor:
+        return x[torch.argsort(x[:, 0])]
+
+    generator = torch.Generator().manual_seed(0)
+    for mode in ORDER_MODES:
+        moved = reorder_visual(prepared, mode, generator).inputs_embeds[0]
+        torch.testing.assert_close(moved[text], original[text])
+        if mode == "plain":
+            torch.testing.assert_close(moved, original)
+        elif mode == "shuffle_in_frame":
+            for frame in frames:  # the same tokens in each frame, in another order
+                torch.testing.assert_close(rows_sorted(moved[frame]), rows_sorted(original[frame]))
+            assert not torch.equal(moved, original)
+        elif mode == "shuffle_video":
+            flat = frames.reshape(-1)
+            torch.testing.assert_close(rows_sorted(moved[flat]), rows_sorted(original[flat]))
+            assert any(not torch.equal(rows_sorted(moved[f]), rows_sorted(original[f])) for f in frames)
+        else:
+            for frame in frames:
+                mean = original[frame].mean(0, keepdim=True)
+                torch.testing.assert_close(moved[frame], mean.expand(len(frame), -1))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        reorder_visual(prepared, "reverse", generator)
+
+
+def test_token_order_check_plain_row_is_the_vqa_accuracy(
+    trained: tuple[Path, dict, ToyPretrainConfig],
+) -> None:
+    out, _, config = trained
+    held_out = EvalConfig(
+        world=config.world, start=config.eval_start, clips=20, frames=1, per_kind=30, kinds=("colour",)
+    )
+    report = token_order_check(out, held_out, progress=False)
+    assert report["count"] == 30 and set(ORDER_MODES) <= set(report)
+    assert report["plain"]["overall"] == evaluate_vqa(out, held_out, progress=False)["overall"]
+    for mode in ORDER_MODES:
+        assert set(report[mode]) == {"overall", "kind/colour"}
+        assert 0.0 <= report[mode]["overall"] <= 1.0
+
+
+def test_token_roles_name_attribute_words_and_count_special_tokens_from_the_end() -> None:
+    words = ["is", "there", "the", "big", "red", "circle", "that", "grows", "?", "<|im_end|>", "\n"]
+    special = [False] * 9 + [True, True]
+    roles = token_roles(words, special)
+    assert roles == {
+        "is": 0, "there": 1, "the": 2, "size": 3, "colour": 4, "shape": 5, "that": 6, "grows": 7,
+        "?": 8, "special-2": 9, "special-1": 10,
+    }  # fmt: skip
+
+
+def test_query_token_check_scores_every_layer_and_token(
+    trained: tuple[Path, dict, ToyPretrainConfig],
+) -> None:
+    out, _, config = trained
+    held_out = EvalConfig(world=config.world, start=config.eval_start, frames=2)
+    report = query_token_check(out, held_out, clips=6, progress=False)
+    assert report["clips"] == 6
+    videos = [generate_one(config.eval_start + i, config.world) for i in range(40)]
+    used = [v for v in videos if len(v.objects) >= 2][:6]
+    assert report["chance"] == pytest.approx(np.mean([1 / len(v.objects) for v in used]), abs=1e-4)
+    assert sorted(report["accuracy"]) == list(range(TINY.text_layers))
+    for row in report["accuracy"].values():
+        assert {"shape", "colour", "special-1", "special-5", "?"} <= set(row)
+        assert all(0 <= rate <= 1 for rate in row.values())
+        for role in ("shape", "special-1"):  # asked in all 6 clips: hits / 6
+            assert row[role] == pytest.approx(round(row[role] * 6) / 6, abs=1e-4)
+    best = report["best"]
+    assert best["rate"] == report["accuracy"][best["layer"]][best["token"]]

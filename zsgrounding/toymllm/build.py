@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from zsgrounding.toymllm.config import ToyPretrainConfig
-from zsgrounding.toymllm.evaluate import EvalConfig, evaluate_checkpoint
+from zsgrounding.toymllm.evaluate import ORDER_MODES, EvalConfig, evaluate_checkpoint
 from zsgrounding.toymllm.train import pretrain
 
 __all__ = ["build_toy_mllm", "recipe_lines", "report_lines"]
@@ -61,6 +61,23 @@ def report_lines(report: dict) -> list[str]:
         if key.startswith("vqa_"):
             shown = {k: v for k, v in value.items() if k != "config"}
             lines.append(f"held-out VQA through load_adapter, {value['frames']} frames: {json.dumps(shown)}")
+    if "token_order" in report:
+        order = report["token_order"]
+        lines.append(f"token order check, {order['frames']} frames, {order['count']} questions (accuracy):")
+        kinds = sorted(k for k in order["plain"] if k.startswith("kind/"))
+        lines.append(f"  {'input':<18}{'overall':>8}" + "".join(f"{k[5:]:>8}" for k in kinds))
+        for mode in ORDER_MODES:
+            row = order[mode]
+            lines.append(f"  {mode:<18}{row['overall']:8.3f}" + "".join(f"{row[k]:8.3f}" for k in kinds))
+    if "query_tokens" in report:
+        check = report["query_tokens"]
+        lines.append(
+            f"query token check, {check['frames']} frames, {check['clips']} clips: track-selection "
+            f"accuracy of each query token's attention (chance {check['chance']:.3f}):"
+        )
+        for layer, row in check["accuracy"].items():
+            low, high = min(row, key=row.get), max(row, key=row.get)
+            lines.append(f"  layer {layer}: {row[low]:.3f} ({low!r}) to {row[high]:.3f} ({high!r})")
     if "attention" in report:
         lines.append(f"attention check: {json.dumps(report['attention'])}")
     lines.append(f"checkpoint {report['checkpoint_mb']:.2f} MB; wall time {report['seconds']:.0f} s")
@@ -92,9 +109,11 @@ def build_toy_mllm(
         echo: where the report lines go.
 
     Returns:
-        The evaluation report, also written to ``out/evaluation.json``: ``vqa_<frames>f``
-        (accuracy per question kind), ``attention`` (special-token hit rates, full schedule
-        only), ``checkpoint_mb`` and ``seconds``.
+        The evaluation report, also written to ``out/evaluation.json``: ``vqa_<F>_frames``
+        (accuracy per question kind); full schedule only: ``token_order``
+        (:func:`~zsgrounding.toymllm.evaluate.token_order_check`), ``query_tokens``
+        (:func:`~zsgrounding.toymllm.evaluate.query_token_check`) and ``attention``
+        (special-token hit rates); ``checkpoint_mb`` and ``seconds``.
     """
     out = Path(out)
     config = ToyPretrainConfig.quick(seed=seed) if quick else ToyPretrainConfig(seed=seed)
@@ -115,8 +134,9 @@ def build_toy_mllm(
     )
     frames = (config.eval_frames,) if quick else (config.eval_frames, 20)
     report = evaluate_checkpoint(
-        out, frames, eval_config, attention_clips=0 if quick else 16, progress=progress
-    )
+        out, frames, eval_config, attention_clips=0 if quick else 16, progress=progress, order_check=not quick,
+        query_clips=0 if quick else 150,
+    )  # fmt: skip
     report["checkpoint_mb"] = round(_size_mb(out), 2)
     report["seconds"] = round(time.perf_counter() - start, 1)
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -9,6 +9,13 @@ never trains on, with frames sampled uniformly at native resolution as the groun
 - :func:`attention_check`: does the special tokens' attention over the visual tokens fall more on
   the asked object than on the others? Each object is scored as the tube scorer scores a track
   (the max of the evidence inside its boxes over the sampled frames).
+- :func:`query_token_check`: the same question for every query token instead of the special
+  tokens only: per decoder layer and per token of the question (its words, the special tokens),
+  how often the object whose boxes hold the most attention is the asked one.
+- :func:`token_order_check`: does the model use where and when its visual tokens are? The same
+  questions with the visual tokens shuffled within each frame, shuffled over the whole video,
+  or each frame replaced by its mean token. A model that reads the video as an unordered bag of
+  tokens keeps its accuracy under the whole-video shuffle, action questions included.
 """
 
 from __future__ import annotations
@@ -23,8 +30,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zsgrounding.datasets.toyworld import ToyVideo, ToyWorldConfig, generate_one, object_tracks
+from zsgrounding.attention import CaptureConfig
+from zsgrounding.datasets.toyworld import (
+    COLOURS,
+    SHAPES,
+    SIZES,
+    ToyVideo,
+    ToyWorldConfig,
+    generate_one,
+    object_tracks,
+)
 from zsgrounding.mllm import MLLMAdapter, load_adapter
+from zsgrounding.mllm.base import PreparedInputs
 from zsgrounding.toymllm.config import QUESTION_KINDS
 from zsgrounding.toymllm.data import Question, make_question, seen_objects
 from zsgrounding.toymllm.stages import vqa_summary
@@ -206,19 +223,173 @@ def attention_check(
     return out
 
 
+def token_roles(words: Sequence[str], special: Sequence[bool]) -> dict[str, int]:
+    """Role of each query token -> its index (first occurrence): ``special-k`` for the k-th special
+    token from the end, ``colour`` / ``shape`` / ``size`` for a toy attribute word, else the word."""
+    roles: dict[str, int] = {}
+    n_special = sum(special)
+    seen_special = 0
+    for index, (word, is_special) in enumerate(zip(words, special, strict=True)):
+        if is_special:
+            role = f"special-{n_special - seen_special}"
+            seen_special += 1
+        elif word in COLOURS:
+            role = "colour"
+        elif word in SHAPES:
+            role = "shape"
+        elif word in SIZES:
+            role = "size"
+        else:
+            role = word
+        roles.setdefault(role, index)
+    return roles
+
+
+@torch.no_grad()
+def query_token_check(
+    model: str | Path | MLLMAdapter, config: EvalConfig | None = None, clips: int = 100, progress: bool = True
+) -> dict:
+    """Track-selection accuracy of each (decoder layer, query token)'s attention over the visual tokens.
+
+    For held-out videos ``config.start ..`` with two or more objects, the caption is asked
+    (``"Is there <caption> in this video?"``); every token after the video is a query row (head
+    mean). Its map scores each object as the tube scorer scores a track; a hit is the target
+    scoring highest.
+
+    Returns ``accuracy`` (``{layer: {role: rate}}``, roles of :func:`token_roles` found in at
+    least half of the clips), ``counts`` (clips per role), ``chance``
+    (mean of 1 / objects), ``clips``, ``frames``, and ``best``: the highest cell, which is biased
+    upwards by the choice among all cells (compare it with the spread of the cells).
+    """
+    cfg = config or EvalConfig()
+    adapter = _adapter(model)
+    hits: dict[int, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    chance: list[float] = []
+    index = cfg.start
+    bar = tqdm(total=clips, desc="query token check", disable=not progress)
+    while len(chance) < clips and index < cfg.start + 50 * clips:
+        video = generate_one(index, cfg.world)
+        index += 1
+        if len(video.objects) < 2:
+            continue
+        clip = toy_clip(video, cfg.frames)
+        prepared = adapter.prepare(clip, QUESTION.format(video.caption))
+        first = int(prepared.visual_positions.max()) + 1
+        separators = set(prepared.separator_positions.tolist())
+        queries = [q for q in range(first, prepared.input_ids.shape[1]) if q not in separators]
+        words = adapter.tokenizer.convert_ids_to_tokens(prepared.input_ids[0, queries].tolist())
+        special = set(prepared.special_positions.tolist())
+        roles = token_roles(words, [q in special for q in queries])
+        capture = CaptureConfig(query_positions=queries, key_positions=prepared.visual_positions.tolist())
+        output = adapter.forward(prepared, capture=capture)
+        tracks = object_tracks(video)
+        for layer, maps in output.attention.maps.items():
+            grid = prepared.to_grid(maps).numpy()  # (R, T, h, w)
+            for role, row in roles.items():
+                scores = score_tracks(grid[row], tracks, clip.frame_ids, video.width, video.height)
+                hits[layer][role].append(int(np.argmax(scores)) == video.target)
+        chance.append(1 / len(video.objects))
+        bar.update()
+    bar.close()
+    # Words missing from most captions (an optional size, "that" before an action) are left out.
+    accuracy = {
+        layer: {role: round(float(np.mean(v)), 4) for role, v in roles.items() if 2 * len(v) >= len(chance)}
+        for layer, roles in sorted(hits.items())
+    }
+    counts = {role: len(v) for role, v in next(iter(hits.values()), {}).items() if 2 * len(v) >= len(chance)}
+    cells = [(rate, layer, role) for layer, row in accuracy.items() for role, rate in row.items()]
+    best = max(cells) if cells else (float("nan"), -1, "")
+    return {
+        "accuracy": accuracy,
+        "counts": counts,
+        "best": {"rate": best[0], "layer": best[1], "token": best[2]},
+        "chance": round(float(np.mean(chance)), 4) if chance else None,
+        "clips": len(chance),
+        "frames": cfg.frames,
+    }
+
+
+ORDER_MODES = ("plain", "shuffle_in_frame", "shuffle_video", "frame_mean")
+"""Inputs of :func:`token_order_check`: as prepared; tokens permuted inside each frame; tokens
+permuted over all frames; every token of a frame replaced by the frame's mean token."""
+
+
+def reorder_visual(prepared: PreparedInputs, mode: str, generator: torch.Generator) -> PreparedInputs:
+    """``prepared`` with its visual embeddings moved as ``mode`` (:data:`ORDER_MODES`) says.
+
+    Only the embeddings at the grid positions change; position ids, text and separators stay.
+    """
+    if mode not in ORDER_MODES:
+        raise ValueError(f"mode must be one of {ORDER_MODES}, got {mode!r}")
+    embeds = prepared.inputs_embeds.clone()
+    grid = prepared.visual_grid.reshape(prepared.visual_grid.shape[0], -1)  # (T, h * w)
+    if mode == "shuffle_in_frame":
+        for frame in grid:
+            embeds[:, frame] = embeds[:, frame[torch.randperm(len(frame), generator=generator)]]
+    elif mode == "shuffle_video":
+        flat = grid.reshape(-1)
+        embeds[:, flat] = embeds[:, flat[torch.randperm(len(flat), generator=generator)]]
+    elif mode == "frame_mean":
+        for frame in grid:
+            embeds[:, frame] = embeds[:, frame].mean(dim=1, keepdim=True)
+    return replace(prepared, inputs_embeds=embeds)
+
+
+@torch.no_grad()
+def token_order_check(
+    model: str | Path | MLLMAdapter, config: EvalConfig | None = None, progress: bool = True, seed: int = 0
+) -> dict:
+    """Held-out VQA accuracy per input mode of :data:`ORDER_MODES` (the questions of
+    :func:`evaluate_vqa`).
+
+    Returns ``{mode: {"overall", "kind/<kind>", "action/<id>" accuracies}}`` and ``count``.
+    """
+    cfg = config or EvalConfig()
+    adapter = _adapter(model)
+    videos, pairs = held_out_set(cfg)
+    generator = torch.Generator().manual_seed(seed)
+    right: dict[str, dict[str, list[bool]]] = {mode: defaultdict(list) for mode in ORDER_MODES}
+    for index, q in tqdm(pairs, desc="token order check", disable=not progress):
+        prepared = adapter.prepare(toy_clip(videos[index], cfg.frames), q.text)
+        for mode in ORDER_MODES:
+            inputs = reorder_visual(prepared, mode, generator)
+            said = float(adapter.yes_no_score(adapter.forward(inputs))[0]) > 0
+            groups = ["overall", f"kind/{q.kind}"]
+            if q.desc.action is not None:
+                groups.append(f"action/{q.desc.action}")
+            for group in groups:
+                right[mode][group].append(said == q.answer)
+    out: dict[str, Any] = {
+        mode: {name: round(float(np.mean(v)), 4) for name, v in sorted(groups.items())}
+        for mode, groups in right.items()
+    }
+    out["count"] = len(pairs)
+    out["frames"] = cfg.frames
+    return out
+
+
 def evaluate_checkpoint(
     model: str | Path | MLLMAdapter,
     frames: Sequence[int] = (8, 20),
     config: EvalConfig | None = None,
     attention_clips: int = 12,
     progress: bool = True,
+    order_check: bool = True,
+    query_clips: int = 0,
 ) -> dict:
-    """VQA accuracy at each frame count and the attention check at the last one."""
+    """VQA accuracy at each frame count; at the first one the token order check, at the last one
+    the attention check and (``query_clips`` > 0) the query token check."""
     cfg = config or EvalConfig()
     adapter = _adapter(model)
     report: dict[str, Any] = {}
     for count in frames:
         report[f"vqa_{count}_frames"] = evaluate_vqa(adapter, _with_frames(cfg, count), progress)
+    if order_check:
+        report["token_order"] = token_order_check(adapter, _with_frames(cfg, frames[0]), progress)
+    if query_clips:
+        report["query_tokens"] = query_token_check(
+            adapter, _with_frames(cfg, frames[-1]), query_clips, progress
+        )
     if attention_clips:
         report["attention"] = attention_check(
             adapter, _with_frames(cfg, frames[-1]), attention_clips, progress=progress
@@ -230,4 +401,16 @@ def _with_frames(config: EvalConfig, frames: int) -> EvalConfig:
     return replace(config, frames=frames)
 
 
-__all__ = ["EvalConfig", "attention_check", "evaluate_checkpoint", "evaluate_vqa", "held_out_set", "toy_clip"]
+__all__ = [
+    "ORDER_MODES",
+    "EvalConfig",
+    "attention_check",
+    "evaluate_checkpoint",
+    "evaluate_vqa",
+    "held_out_set",
+    "query_token_check",
+    "reorder_visual",
+    "token_order_check",
+    "token_roles",
+    "toy_clip",
+]

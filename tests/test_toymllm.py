@@ -45,7 +45,7 @@ from zsgrounding.toymllm.evaluate import (
 )
 from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
 from zsgrounding.toymllm.tokenizer import build_tokenizer, encode_conversation
-from zsgrounding.toymllm.train import build_model, pretrain
+from zsgrounding.toymllm.train import build_model, pretrain, sincos_positions
 
 # The short schedule: a tiny model on one 48 px frame per clip (3 x 3 tokens), colour checklists
 # as captions and "is there a <colour> thing" questions (the easy kind).
@@ -282,9 +282,37 @@ def test_the_tower_trains_in_the_stages_train_vision_names(
         assert moved == (stage in train_vision), (stage, train_vision)
 
 
+def test_sincos_positions_encode_row_and_column_in_separate_halves() -> None:
+    table = sincos_positions(3, 4, 8).reshape(3, 4, 8)
+    torch.testing.assert_close(table[:, :1, :4].expand(3, 4, 4), table[..., :4])  # rows: not by column
+    torch.testing.assert_close(table[:1, :, 4:].expand(3, 4, 4), table[..., 4:])  # columns: not by row
+    torch.testing.assert_close(table[0, 0], torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]))
+    assert torch.unique(table.reshape(12, 8), dim=0).shape[0] == 12
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_positions(2, 2, 6)
+
+
+def test_a_sincos_position_table_is_never_trained(tmp_path: Path) -> None:
+    few = StageSchedule(3, 8, 3e-3, warmup=1)
+    config = tiny_recipe(
+        stage1=few, stage2_projector=few, stage2=few, stage3=few, train_vision=("stage2", "stage3"),
+        vision_positions="sincos", train_clips=12, eval_clips=6, eval_questions=2,
+    )  # fmt: skip
+    pretrain(tmp_path, config, progress=False)
+    tower = load_adapter(tmp_path).model.model.vision_tower
+    side = TINY.patches
+    torch.testing.assert_close(
+        tower.embeddings.position_embedding.weight, sincos_positions(side, side, TINY.vision_hidden)
+    )
+    fresh = build_model(tiny_recipe(), build_tokenizer()).model.vision_tower
+    assert not torch.equal(tower.embeddings.patch_embedding.weight, fresh.embeddings.patch_embedding.weight)
+
+
 def test_train_vision_refuses_unknown_stages() -> None:
     with pytest.raises(ValueError, match="train_vision takes stage2 and stage3"):
         tiny_recipe(train_vision=("stage1",))
+    with pytest.raises(ValueError, match="vision_positions is 'learned' or 'sincos'"):
+        tiny_recipe(vision_positions="rope")
 
 
 def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPretrainConfig]) -> None:

@@ -184,6 +184,9 @@ class ToyPretrainConfig:
             Training it in stage 2 (400 steps at 0.2 x 1e-3) cost 3.6 min more and left the
             held-out VQA where it was (85.2 % against 86.2 % at 8 frames).
         vision_lr_scale: learning-rate factor of the tower after stage 1.
+        vision_positions: the tower's position table: ``"learned"`` (SigLIP's, trained with the
+            tower) or ``"sincos"`` (a fixed 2-D sine-cosine table no stage trains, so the patches
+            keep saying where they are; the saved model is the same class either way).
         caption_tasks: ``{task: weight}`` of the stage-2 caption tasks (``objects``: every object
             with its actions; ``colours`` / ``shapes`` / ``actions``: checklists over the world's
             colours, shapes and actions with what the clip has of each).
@@ -214,6 +217,7 @@ class ToyPretrainConfig:
     stage2: StageSchedule = field(default_factory=lambda: StageSchedule(400, 32, 1e-3, warmup=20))
     stage3: StageSchedule = field(default_factory=lambda: StageSchedule(2000, 32, 1e-3, warmup=30))
     train_vision: tuple[str, ...] = ()
+    vision_positions: str = "learned"
     vision_lr_scale: float = 0.2
     caption_tasks: dict[str, float] = field(
         default_factory=lambda: {"objects": 1.0, "colours": 1.0, "shapes": 1.0, "actions": 1.0}
@@ -235,6 +239,8 @@ class ToyPretrainConfig:
                 problems.append(f"unknown question kinds {unknown}")
         if unknown := sorted(set(self.train_vision) - {"stage2", "stage3"}):
             problems.append(f"train_vision takes stage2 and stage3, not {unknown}")
+        if self.vision_positions not in ("learned", "sincos"):
+            problems.append(f"vision_positions is 'learned' or 'sincos', not {self.vision_positions!r}")
         if max(self.train_frames) > self.bank_frames or self.eval_frames > self.bank_frames:
             problems.append("train_frames and eval_frames must not exceed bank_frames")
         train = range(self.train_start, self.train_start + self.train_clips)

@@ -217,8 +217,23 @@ def _params(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
     return [p for module in modules for p in module.parameters()]
 
 
-def _trainable(model: nn.Module, modules: Sequence[nn.Module], extra: Sequence[nn.Parameter] = ()) -> list:
-    """Freeze ``model`` except ``modules`` and ``extra``; return the trainable parameters."""
+def fixed_parameters(
+    model: LlavaOnevisionForConditionalGeneration, config: ToyPretrainConfig
+) -> list[nn.Parameter]:
+    """Parameters no stage trains: the tower's position table when it is a fixed sine-cosine one."""
+    if config.vision_positions == "sincos":
+        return [model.model.vision_tower.embeddings.position_embedding.weight]
+    return []
+
+
+def _trainable(
+    model: nn.Module,
+    modules: Sequence[nn.Module],
+    extra: Sequence[nn.Parameter] = (),
+    fixed: Sequence[nn.Parameter] = (),
+) -> list:
+    """Freeze ``model`` except ``modules`` and ``extra`` (but never ``fixed``); return the trainable
+    parameters."""
     model.requires_grad_(False)
     params: list[nn.Parameter] = []
     for module in modules:
@@ -227,7 +242,10 @@ def _trainable(model: nn.Module, modules: Sequence[nn.Module], extra: Sequence[n
     for param in extra:
         param.requires_grad_(True)
         params.append(param)
-    return params
+    fixed_ids = {id(p) for p in fixed}
+    for param in fixed:
+        param.requires_grad_(False)
+    return [p for p in params if id(p) not in fixed_ids]
 
 
 # ---------------------------------------------------------------------------------------- stage 1
@@ -318,7 +336,12 @@ def stage1_vision(
     head = ImageHead(sizes.vision_hidden, sizes.clip_embed_dim)
     contrast = SigmoidContrast()
     tower = model.model.vision_tower
-    params = [*_trainable(model, [tower]), *text.parameters(), *head.parameters(), *contrast.parameters()]
+    params = [
+        *_trainable(model, [tower], fixed=fixed_parameters(model, config)),
+        *text.parameters(),
+        *head.parameters(),
+        *contrast.parameters(),
+    ]
 
     def loss_fn(step: int) -> torch.Tensor:
         rows, texts, negatives = sampler.frame_batch(
@@ -404,7 +427,7 @@ def stage2_align(
     projector = optimise(_trainable(model, projector_parts, newline), first, captions(first.batch),
                          "stage 2a projector", log, progress)  # fmt: skip
     lm = [model.model.language_model, model.lm_head]
-    full = optimise(_trainable(model, [*projector_parts, *lm, *vision], newline), second, captions(second.batch),
+    full = optimise(_trainable(model, [*projector_parts, *lm, *vision], newline, fixed_parameters(model, config)), second, captions(second.batch),
                     "stage 2b projector+LM", log, progress, None, _params(vision), config.vision_lr_scale)  # fmt: skip
     model.eval()
     scores = {
@@ -511,7 +534,7 @@ def stage3_instruct(
     vision = [model.model.vision_tower] if "stage3" in config.train_vision else []
     parts = [model.model.multi_modal_projector, model.model.language_model, model.lm_head, *vision]
     model.train()
-    result = optimise(_trainable(model, parts, [model.model.image_newline]), schedule, loss_fn,
+    result = optimise(_trainable(model, parts, [model.model.image_newline], fixed_parameters(model, config)), schedule, loss_fn,
                       "stage 3 instruct", log, progress, on_step, _params(vision), config.vision_lr_scale)  # fmt: skip
     model.eval()
     scores = quick_vqa(model, tokenizer, held_out_source, questions, num_visual)
@@ -527,6 +550,7 @@ __all__ = [
     "TextEncoder",
     "VisualSource",
     "caption_scores",
+    "fixed_parameters",
     "language_logits",
     "lm_loss",
     "optimise",

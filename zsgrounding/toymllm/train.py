@@ -50,7 +50,33 @@ def build_model(
     torch.manual_seed(config.seed)
     model = LlavaOnevisionForConditionalGeneration(config.model.llava_config(tokenizer))
     model.config.text_config._attn_implementation = "sdpa"
+    if config.vision_positions == "sincos":
+        embeddings = model.model.vision_tower.embeddings
+        side = config.model.patches
+        with torch.no_grad():
+            embeddings.position_embedding.weight.copy_(
+                sincos_positions(side, side, config.model.vision_hidden)
+            )
     return model.eval()
+
+
+def sincos_positions(rows: int, cols: int, dim: int) -> torch.Tensor:
+    """A 2-D sine-cosine position table ``(rows * cols, dim)`` in row-major patch order.
+
+    Half the channels encode the row, half the column, each as sines and cosines of
+    geometrically spaced frequencies (as MAE-style vision transformers fix their positions).
+    """
+    if dim % 4:
+        raise ValueError(f"a 2-D sine-cosine table needs a width divisible by 4, got {dim}")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+
+    def axis(n: int) -> torch.Tensor:
+        angles = torch.arange(n, dtype=torch.float64)[:, None] * freqs[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (n, dim / 2)
+
+    row, col = axis(rows), axis(cols)
+    table = torch.cat([row[:, None].expand(rows, cols, -1), col[None].expand(rows, cols, -1)], dim=-1)
+    return table.reshape(rows * cols, dim).float()
 
 
 def preprocessor_settings(config: ToyPretrainConfig) -> dict[str, Any]:
@@ -212,4 +238,11 @@ def pretrain(
     return recipe
 
 
-__all__ = ["JsonLog", "build_model", "preprocessor_settings", "pretrain", "save_checkpoint"]
+__all__ = [
+    "JsonLog",
+    "build_model",
+    "preprocessor_settings",
+    "pretrain",
+    "save_checkpoint",
+    "sincos_positions",
+]

@@ -26,6 +26,7 @@ from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
 from zsgrounding.toymllm.config import StageSchedule, ToyPretrainConfig
 from zsgrounding.toymllm.data import (
     CAPTION_TASKS,
+    REVERSE_ACTIONS,
     Description,
     Sampler,
     answer,
@@ -46,6 +47,7 @@ from zsgrounding.toymllm.evaluate import (
 from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
 from zsgrounding.toymllm.tokenizer import build_tokenizer, encode_conversation
 from zsgrounding.toymllm.train import build_model, pretrain, sincos_positions
+from zsgrounding.video import uniform_ids
 
 # The short schedule: a tiny model on one 48 px frame per clip (3 x 3 tokens), colour checklists
 # as captions and "is there a <colour> thing" questions (the easy kind).
@@ -168,6 +170,25 @@ def test_questions_have_the_answer_they_claim() -> None:
                     assert near_miss or shares_action
     assert hard > 50
     assert answer(seen, Description(colour="no-such-colour")) is False
+
+
+def test_reverse_action_negatives_ask_what_the_object_does_backwards() -> None:
+    world = ToyWorldConfig()
+    rng = np.random.default_rng(5)
+    reverse = total = 0
+    for index in range(200):
+        video = generate_one(index, world)
+        seen = seen_objects(video.objects, video.num_frames, uniform_ids(video.num_frames, 8))
+        q = make_question(rng, seen, "action", False, world, hard_negatives=1.0, reverse_actions=1.0)
+        if q is None:
+            continue
+        assert answer(seen, q.desc) is False and q.hard
+        total += 1
+        fits = [o for o in seen if o.visible and q.desc.matches(o)]
+        reverse += any(REVERSE_ACTIONS.get(a) == q.desc.action for o in fits for a in o.actions)
+    # Whenever the object does a reversible action (most clips), the question asks its reverse.
+    assert total > 150 and reverse / total > 0.7, (reverse, total)
+    assert all(REVERSE_ACTIONS[REVERSE_ACTIONS[a]] == a for a in REVERSE_ACTIONS)
 
 
 def test_zoomed_stage1_views_describe_only_whole_objects() -> None:

@@ -134,12 +134,16 @@ class CurriculumPhase:
         max_objects: only clips with at most this many objects.
         hard_negatives: probability that a negative is a hard one (shares an attribute or the
             action with an object of the clip) when one exists.
+        reverse_actions: share of the hard action negatives that ask for the reverse of the
+            object's own action ("does the growing circle shrink?"): a model that reads the
+            video as an unordered bag of tokens cannot answer them.
     """
 
     until: float
     weights: dict[str, float]
     max_objects: int = 4
     hard_negatives: float = 0.8
+    reverse_actions: float = 0.0
 
 
 def default_curriculum() -> tuple[CurriculumPhase, ...]:

@@ -342,10 +342,31 @@ def _positive(rng: np.random.Generator, objects: Sequence[SeenObject], kind: str
     return _describe(obj, _kind_attributes(rng, kind), action)
 
 
+REVERSE_ACTIONS: dict[str, str] = {
+    "move_left": "move_right",
+    "move_right": "move_left",
+    "move_up": "move_down",
+    "move_down": "move_up",
+    "grow": "shrink",
+    "shrink": "grow",
+    "appear": "leave",
+    "leave": "appear",
+}
+"""Each action whose frames, played backwards, show another one."""
+
+
 def _hard_negative(
-    rng: np.random.Generator, objects: Sequence[SeenObject], kind: str, world: ToyWorldConfig
+    rng: np.random.Generator,
+    objects: Sequence[SeenObject],
+    kind: str,
+    world: ToyWorldConfig,
+    reverse_actions: float = 0.0,
 ) -> Description | None:
-    """A "no" that shares all but one attribute, or the action, with an object of the clip."""
+    """A "no" that shares all but one attribute, or the action, with an object of the clip.
+
+    With probability ``reverse_actions`` an action question asks for the reverse of what the
+    object does (it grows: "does it shrink?"), which only the order of the frames tells apart.
+    """
     visible = [o for o in objects if o.visible]
     obj = visible[int(rng.integers(len(visible)))]
     names = _kind_attributes(rng, kind)
@@ -354,6 +375,10 @@ def _hard_negative(
         name = names[int(rng.integers(len(names)))]
         other = [v for v in _values(world, name) if v != obj.attribute(name)]
         return _replace(desc, **{name: str(rng.choice(other))})
+    if reverse_actions and rng.random() < reverse_actions:
+        reverse = sorted({REVERSE_ACTIONS[a] for a in obj.actions if a in REVERSE_ACTIONS} - obj.actions)
+        if reverse:
+            return _describe(obj, names, str(rng.choice(reverse)))
     done = sorted({a for o in visible for a in o.actions})
     if rng.random() < 0.5 or not done:
         # The object is there, the action is not its own (ideally another object's).
@@ -401,8 +426,13 @@ def make_question(
     hard_negatives: float = 0.8,
     style: int | None = None,
     tries: int = 12,
+    reverse_actions: float = 0.0,
 ) -> Question | None:
-    """A question of ``kind`` whose answer on these objects is ``want``; ``None`` if none is found."""
+    """A question of ``kind`` whose answer on these objects is ``want``; ``None`` if none is found.
+
+    ``reverse_actions``: the share of hard action negatives that ask for the reverse of the
+    object's own action (see :func:`_hard_negative`).
+    """
     if kind not in QUESTION_KINDS:
         raise ValueError(f"unknown question kind {kind!r}")
     if not any(o.visible for o in objects):
@@ -412,7 +442,7 @@ def make_question(
         if want:
             desc = _positive(rng, objects, kind)
         elif hard:
-            desc = _hard_negative(rng, objects, kind, world)
+            desc = _hard_negative(rng, objects, kind, world, reverse_actions)
         else:
             desc = _easy_negative(rng, kind, world)
         if desc is None or answer(objects, desc) is not want:
@@ -730,7 +760,8 @@ class Sampler:
                     break
                 kind = str(self.rng.choice(kinds, p=weights))
                 want = bool(self.rng.random() < 0.5)
-                q = make_question(self.rng, seen, kind, want, self.world, phase.hard_negatives)
+                q = make_question(self.rng, seen, kind, want, self.world, phase.hard_negatives,
+                                  reverse_actions=phase.reverse_actions)  # fmt: skip
                 if q is not None and all(q.text != a.text for a in asked):
                     asked.append(q)
             if asked:
@@ -773,6 +804,7 @@ def held_out_questions(
 __all__ = [
     "BASE_VERBS",
     "CAPTION_TASKS",
+    "REVERSE_ACTIONS",
     "ClipBank",
     "Description",
     "Question",

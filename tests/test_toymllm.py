@@ -28,7 +28,9 @@ from zsgrounding.toymllm.data import (
     CAPTION_TASKS,
     REVERSE_ACTIONS,
     Description,
+    Question,
     Sampler,
+    SeenObject,
     answer,
     build_bank,
     make_question,
@@ -39,6 +41,7 @@ from zsgrounding.toymllm.evaluate import (
     EvalConfig,
     evaluate_vqa,
     query_token_check,
+    question_case,
     reorder_visual,
     token_order_check,
     token_roles,
@@ -464,3 +467,25 @@ def test_query_token_check_scores_every_layer_and_token(
             assert row[role] == pytest.approx(round(row[role] * 6) / 6, abs=1e-4)
     best = report["best"]
     assert best["rate"] == report["accuracy"][best["layer"]][best["token"]]
+
+
+def test_question_case_names_the_error_breakdown() -> None:
+    def seen(colour: str, shape: str, size: str, *actions: str) -> SeenObject:
+        return SeenObject(colour, shape, size, True, frozenset(actions), frozenset())
+
+    objects = [
+        seen("red", "circle", "small", "grow"),
+        seen("blue", "square", "big"),
+        seen("red", "square", "big"),
+    ]
+
+    def case(answer: bool, hard: bool, **desc: str) -> str:
+        return question_case(Question("?", answer, "attr2", hard, Description(**desc)), objects)
+
+    assert case(True, False, colour="red", shape="circle") == "positive_small"
+    assert case(True, False, shape="square") == "positive_big"
+    assert case(True, False, colour="red") == "positive_both"
+    assert case(True, False, colour="red", action="grow") == "positive_small"
+    assert case(False, True, colour="red", shape="circle", action="shrink") == "negative_other_action"
+    assert case(False, True, colour="blue", shape="circle") == "negative_near_miss"
+    assert case(False, False, colour="white", shape="diamond") == "negative_easy"

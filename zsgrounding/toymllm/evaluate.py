@@ -43,7 +43,7 @@ from zsgrounding.datasets.toyworld import (
 from zsgrounding.mllm import MLLMAdapter, load_adapter
 from zsgrounding.mllm.base import PreparedInputs
 from zsgrounding.toymllm.config import QUESTION_KINDS
-from zsgrounding.toymllm.data import Question, make_question, seen_objects
+from zsgrounding.toymllm.data import Question, SeenObject, make_question, seen_objects
 from zsgrounding.toymllm.stages import vqa_summary
 from zsgrounding.tubes import score_tracks
 from zsgrounding.types import Clip
@@ -122,6 +122,26 @@ def held_out_set(config: EvalConfig) -> tuple[dict[int, ToyVideo], list[tuple[in
     return videos, pairs
 
 
+def question_case(question: Question, objects: Sequence[SeenObject]) -> str:
+    """Which case of question this is, for the error breakdown.
+
+    Positives by the size of the objects that fit (``positive_small``, ``positive_big``,
+    ``positive_both``); negatives: ``negative_other_action`` (an object fits the attributes but
+    does not do the asked action), ``negative_near_miss`` (another hard negative),
+    ``negative_easy``.
+    """
+    visible = [o for o in objects if o.visible]
+    desc = question.desc
+    if question.answer:
+        sizes = {
+            o.size for o in visible if desc.matches(o) and (desc.action is None or desc.action in o.actions)
+        }
+        return "positive_both" if len(sizes) > 1 else f"positive_{next(iter(sizes), 'both')}"
+    if desc.action is not None and any(desc.matches(o) for o in visible):
+        return "negative_other_action"
+    return "negative_near_miss" if question.hard else "negative_easy"
+
+
 @torch.no_grad()
 def evaluate_vqa(
     model: str | Path | MLLMAdapter, config: EvalConfig | None = None, progress: bool = True
@@ -129,7 +149,8 @@ def evaluate_vqa(
     """Held-out yes/no accuracy of a checkpoint directory (or loaded adapter).
 
     Returns :func:`zsgrounding.toymllm.stages.vqa_summary`'s numbers plus ``action/<id>``
-    accuracies over the action questions, ``frames`` and ``config``.
+    accuracies over the action questions, ``case/<case>`` accuracies per :func:`question_case`,
+    ``frames`` and ``config``.
     """
     cfg = config or EvalConfig()
     adapter = _adapter(model)
@@ -137,14 +158,21 @@ def evaluate_vqa(
     clips = {index: toy_clip(video, cfg.frames) for index, video in videos.items()}
     records: list[tuple[Question, bool]] = []
     per_action: dict[str, list[bool]] = defaultdict(list)
+    per_case: dict[str, list[bool]] = defaultdict(list)
     for index, q in tqdm(pairs, desc=f"held-out VQA ({cfg.frames} frames)", disable=not progress):
-        score = float(adapter.yes_no_score(adapter.forward(adapter.prepare(clips[index], q.text)))[0])
+        clip = clips[index]
+        score = float(adapter.yes_no_score(adapter.forward(adapter.prepare(clip, q.text)))[0])
         said = score > 0
         records.append((q, said))
         if q.desc.action is not None:
             per_action[q.desc.action].append(said == q.answer)
+        video = videos[index]
+        per_case[question_case(q, seen_objects(video.objects, video.num_frames, clip.frame_ids))].append(
+            said == q.answer
+        )
     summary = vqa_summary(records)
     summary.update({f"action/{a}": round(float(np.mean(v)), 4) for a, v in sorted(per_action.items())})
+    summary.update({f"case/{c}": round(float(np.mean(v)), 4) for c, v in sorted(per_case.items())})
     summary["frames"] = cfg.frames
     summary["config"] = cfg.to_json()
     return summary
@@ -409,6 +437,7 @@ __all__ = [
     "evaluate_vqa",
     "held_out_set",
     "query_token_check",
+    "question_case",
     "reorder_visual",
     "token_order_check",
     "token_roles",

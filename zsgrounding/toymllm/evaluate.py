@@ -321,8 +321,10 @@ def query_token_check(
     bar.close()
     # Words missing from most captions (an optional size, "that" before an action) are left out.
     accuracy = {
-        layer: {role: round(float(np.mean(v)), 4) for role, v in roles.items() if 2 * len(v) >= len(chance)}
-        for layer, roles in sorted(hits.items())
+        layer: {
+            role: round(float(np.mean(v)), 4) for role, v in per_role.items() if 2 * len(v) >= len(chance)
+        }
+        for layer, per_role in sorted(hits.items())
     }
     counts = {role: len(v) for role, v in next(iter(hits.values()), {}).items() if 2 * len(v) >= len(chance)}
     cells = [(rate, layer, role) for layer, row in accuracy.items() for role, rate in row.items()]

@@ -354,6 +354,23 @@ def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPret
     assert scores["overall"] >= 0.7, scores
 
 
+def test_build_scores_the_same_questions_on_the_training_clips(
+    trained: tuple[Path, dict, ToyPretrainConfig],
+) -> None:
+    out, recipe, _ = trained
+    report = json.loads((out / "evaluation.json").read_text())
+    held_out = report[f"vqa_{recipe['config']['eval_frames']}_frames"]
+    seen = report["seen_clips"]
+    trained_on = recipe["config"]
+    assert (seen["config"]["start"], seen["config"]["clips"]) == (
+        trained_on["train_start"],
+        trained_on["train_clips"],
+    )
+    assert held_out["config"]["start"] == trained_on["eval_start"]
+    assert (seen["count"], seen["frames"]) == (held_out["count"], held_out["frames"])
+    assert 0.0 <= seen["overall"] <= 1.0
+
+
 def test_saved_checkpoint_loads_and_runs_on_twenty_frames(
     trained: tuple[Path, dict, ToyPretrainConfig],
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,10 @@ def report_lines(report: dict) -> list[str]:
         if key.startswith("vqa_"):
             shown = {k: v for k, v in value.items() if k != "config"}
             lines.append(f"held-out VQA through load_adapter, {value['frames']} frames: {json.dumps(shown)}")
+    if "seen_clips" in report:
+        seen = report["seen_clips"]
+        shown = {k: v for k, v in seen.items() if k != "config"}
+        lines.append(f"the same questions on training clips, {seen['frames']} frames: {json.dumps(shown)}")
     if "token_order" in report:
         order = report["token_order"]
         lines.append(f"token order check, {order['frames']} frames, {order['count']} questions (accuracy):")
@@ -110,7 +115,8 @@ def build_toy_mllm(
 
     Returns:
         The evaluation report, also written to ``out/evaluation.json``: ``vqa_<F>_frames``
-        (accuracy per question kind); full schedule only: ``token_order``
+        (accuracy per question kind); ``seen_clips``: the same at the first frame count on
+        training clips, whose gap to the held-out accuracy is memorisation; full schedule only: ``token_order``
         (:func:`~zsgrounding.toymllm.evaluate.token_order_check`), ``query_tokens``
         (:func:`~zsgrounding.toymllm.evaluate.query_token_check`) and ``attention``
         (special-token hit rates); ``checkpoint_mb`` and ``seconds``.
@@ -132,10 +138,12 @@ def build_toy_mllm(
         per_kind=per_kind,
         seed=seed,
     )
+    trained_on = recipe["config"]  # the checkpoint's own training range, also for --eval-only
+    seen = replace(eval_config, start=trained_on["train_start"], clips=trained_on["train_clips"])
     frames = (config.eval_frames,) if quick else (config.eval_frames, 20)
     report = evaluate_checkpoint(
         out, frames, eval_config, attention_clips=0 if quick else 16, progress=progress, order_check=not quick,
-        query_clips=0 if quick else 150,
+        query_clips=0 if quick else 150, seen=seen,
     )  # fmt: skip
     report["checkpoint_mb"] = round(_size_mb(out), 2)
     report["seconds"] = round(time.perf_counter() - start, 1)

@@ -406,14 +406,22 @@ def evaluate_checkpoint(
     progress: bool = True,
     order_check: bool = True,
     query_clips: int = 0,
+    seen: EvalConfig | None = None,
 ) -> dict:
-    """VQA accuracy at each frame count; at the first one the token order check, at the last one
-    the attention check and (``query_clips`` > 0) the query token check."""
+    """VQA accuracy at each frame count; at the first one the token order check and (``seen``) the
+    same evaluation on training clips, at the last one the attention check and (``query_clips`` >
+    0) the query token check.
+
+    ``seen`` names the training clips (``start``, ``clips``); its accuracy against the held-out
+    one is how much of the held-out error comes from memorising the training videos.
+    """
     cfg = config or EvalConfig()
     adapter = _adapter(model)
     report: dict[str, Any] = {}
     for count in frames:
         report[f"vqa_{count}_frames"] = evaluate_vqa(adapter, _with_frames(cfg, count), progress)
+    if seen is not None:
+        report["seen_clips"] = evaluate_vqa(adapter, _with_frames(seen, frames[0]), progress)
     if order_check:
         report["token_order"] = token_order_check(adapter, _with_frames(cfg, frames[0]), progress)
     if query_clips:

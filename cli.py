@@ -131,13 +131,16 @@ def toy_make(count: int, out: Path, seed: int, quiet: bool) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-only", is_flag=True, help="Only evaluate an already trained OUT.")
-@click.option("--eval-clips", type=click.IntRange(min=1), default=120, show_default=True)
+@click.option("--eval-clips", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option(
-    "--per-kind", type=click.IntRange(min=1), default=60, show_default=True, help="Questions per kind."
+    "--per-kind",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Questions per kind (default 150, 1,050 in all; 60 with --quick).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def toy_pretrain(
-    out: Path, quick: bool, seed: int, eval_only: bool, eval_clips: int, per_kind: int, quiet: bool
+    out: Path, quick: bool, seed: int, eval_only: bool, eval_clips: int, per_kind: int | None, quiet: bool
 ) -> None:
     """Train the toy-world MLLM (vision, alignment, instruction stages) into OUT and evaluate it.
 

@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-only", action="store_true", help="evaluate an already trained --out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--eval-clips", type=int, default=120, help="held-out videos for the final evaluation"
+        "--eval-clips", type=int, default=600, help="held-out videos for the final evaluation"
     )
-    parser.add_argument("--per-kind", type=int, default=60, help="held-out questions per kind")
+    parser.add_argument(
+        "--per-kind", type=int, default=None, help="held-out questions per kind (150; 60 with --quick)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     build_toy_mllm(

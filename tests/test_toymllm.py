@@ -39,6 +39,7 @@ from zsgrounding.toymllm.data import (
 from zsgrounding.toymllm.evaluate import (
     ORDER_MODES,
     EvalConfig,
+    binomial_stderr,
     evaluate_vqa,
     query_token_check,
     question_case,
@@ -352,6 +353,15 @@ def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPret
     assert scores["majority_baseline"] == 0.5
     # Clearly above the majority answer, on clips never trained on, through load_adapter.
     assert scores["overall"] >= 0.7, scores
+    p = scores["overall"]
+    assert scores["stderr/overall"] == pytest.approx(np.sqrt(p * (1 - p) / 80), abs=1e-4)
+    assert scores["stderr/hard_negatives"] is None  # colour questions have no hard negatives
+
+
+def test_binomial_stderr_of_an_accuracy() -> None:
+    assert binomial_stderr([True, True, True, False]) == pytest.approx(np.sqrt(0.75 * 0.25 / 4), abs=1e-4)
+    assert binomial_stderr([True] * 10) == 0.0
+    assert binomial_stderr([]) is None
 
 
 def test_build_scores_the_same_questions_on_the_training_clips(

@@ -68,9 +68,9 @@ class EvalConfig:
 
     world: ToyWorldConfig = field(default_factory=ToyWorldConfig)
     start: int = 900_000
-    clips: int = 120
+    clips: int = 600
     frames: int = 8
-    per_kind: int = 60
+    per_kind: int = 150
     kinds: tuple[str, ...] = QUESTION_KINDS
     style: int | None = 0
     seed: int = 0
@@ -80,6 +80,14 @@ class EvalConfig:
         data["world"] = self.world.to_json()
         data["kinds"] = list(self.kinds)
         return data
+
+
+def binomial_stderr(rights: Sequence[bool]) -> float | None:
+    """Standard error of an accuracy over ``rights``, as if the answers were independent."""
+    if not rights:
+        return None
+    p = float(np.mean(rights))
+    return round(float(np.sqrt(p * (1 - p) / len(rights))), 4)
 
 
 def toy_clip(video: ToyVideo, frames: int) -> Clip:
@@ -150,7 +158,8 @@ def evaluate_vqa(
 
     Returns :func:`zsgrounding.toymllm.stages.vqa_summary`'s numbers plus ``action/<id>``
     accuracies over the action questions, ``case/<case>`` accuracies per :func:`question_case`,
-    ``frames`` and ``config``.
+    ``stderr/overall`` and ``stderr/hard_negatives`` (binomial standard errors: recipes closer
+    than about two of them are not told apart by this sample), ``frames`` and ``config``.
     """
     cfg = config or EvalConfig()
     adapter = _adapter(model)
@@ -173,6 +182,12 @@ def evaluate_vqa(
     summary = vqa_summary(records)
     summary.update({f"action/{a}": round(float(np.mean(v)), 4) for a, v in sorted(per_action.items())})
     summary.update({f"case/{c}": round(float(np.mean(v)), 4) for c, v in sorted(per_case.items())})
+    negatives = [said == q.answer for q, said in records if not q.answer and q.hard]
+    for name, rights in (
+        ("overall", [said == q.answer for q, said in records]),
+        ("hard_negatives", negatives),
+    ):
+        summary[f"stderr/{name}"] = binomial_stderr(rights)
     summary["frames"] = cfg.frames
     summary["config"] = cfg.to_json()
     return summary
@@ -443,6 +458,7 @@ __all__ = [
     "ORDER_MODES",
     "EvalConfig",
     "attention_check",
+    "binomial_stderr",
     "evaluate_checkpoint",
     "evaluate_vqa",
     "held_out_set",

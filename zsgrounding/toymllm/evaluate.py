@@ -182,12 +182,11 @@ def evaluate_vqa(
     summary = vqa_summary(records)
     summary.update({f"action/{a}": round(float(np.mean(v)), 4) for a, v in sorted(per_action.items())})
     summary.update({f"case/{c}": round(float(np.mean(v)), 4) for c, v in sorted(per_case.items())})
-    negatives = [said == q.answer for q, said in records if not q.answer and q.hard]
-    for name, rights in (
-        ("overall", [said == q.answer for q, said in records]),
-        ("hard_negatives", negatives),
-    ):
-        summary[f"stderr/{name}"] = binomial_stderr(rights)
+    rights = [said == q.answer for q, said in records]
+    summary["stderr/overall"] = binomial_stderr(rights)
+    summary["stderr/hard_negatives"] = binomial_stderr(
+        [said == q.answer for q, said in records if q.hard and not q.answer]
+    )
     summary["frames"] = cfg.frames
     summary["config"] = cfg.to_json()
     return summary

@@ -59,13 +59,14 @@ def report_lines(report: dict) -> list[str]:
     """The evaluation report of :func:`build_toy_mllm`, as printable lines."""
     lines = []
     for key, value in report.items():
-        if key.startswith("vqa_"):
+        if key.startswith("vqa_") or key == "seen_clips":
+            what = (
+                "the same questions on training clips"
+                if key == "seen_clips"
+                else "held-out VQA through load_adapter"
+            )
             shown = {k: v for k, v in value.items() if k != "config"}
-            lines.append(f"held-out VQA through load_adapter, {value['frames']} frames: {json.dumps(shown)}")
-    if "seen_clips" in report:
-        seen = report["seen_clips"]
-        shown = {k: v for k, v in seen.items() if k != "config"}
-        lines.append(f"the same questions on training clips, {seen['frames']} frames: {json.dumps(shown)}")
+            lines.append(f"{what}, {value['frames']} frames: {json.dumps(shown)}")
     if "token_order" in report:
         order = report["token_order"]
         lines.append(f"token order check, {order['frames']} frames, {order['count']} questions (accuracy):")
@@ -117,8 +118,8 @@ def build_toy_mllm(
     Returns:
         The evaluation report, also written to ``out/evaluation.json``: ``vqa_<F>_frames``
         (accuracy per question kind); ``seen_clips``: the same at the first frame count on
-        training clips, whose gap to the held-out accuracy is memorisation; full schedule only: ``token_order``
-        (:func:`~zsgrounding.toymllm.evaluate.token_order_check`), ``query_tokens``
+        training clips, whose gap to the held-out accuracy is memorisation; full schedule only:
+        ``token_order`` (:func:`~zsgrounding.toymllm.evaluate.token_order_check`), ``query_tokens``
         (:func:`~zsgrounding.toymllm.evaluate.query_token_check`) and ``attention``
         (special-token hit rates); ``checkpoint_mb`` and ``seconds``.
     """

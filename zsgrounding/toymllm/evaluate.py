@@ -44,7 +44,7 @@ from zsgrounding.mllm import MLLMAdapter, load_adapter
 from zsgrounding.mllm.base import PreparedInputs
 from zsgrounding.toymllm.config import QUESTION_KINDS
 from zsgrounding.toymllm.data import Question, SeenObject, make_question, seen_objects
-from zsgrounding.toymllm.stages import vqa_summary
+from zsgrounding.toymllm.stages import vqa_groups, vqa_summary
 from zsgrounding.tubes import score_tracks
 from zsgrounding.types import Clip
 from zsgrounding.video import uniform_ids
@@ -182,11 +182,9 @@ def evaluate_vqa(
     summary = vqa_summary(records)
     summary.update({f"action/{a}": round(float(np.mean(v)), 4) for a, v in sorted(per_action.items())})
     summary.update({f"case/{c}": round(float(np.mean(v)), 4) for c, v in sorted(per_case.items())})
-    rights = [said == q.answer for q, said in records]
-    summary["stderr/overall"] = binomial_stderr(rights)
-    summary["stderr/hard_negatives"] = binomial_stderr(
-        [said == q.answer for q, said in records if q.hard and not q.answer]
-    )
+    groups = vqa_groups(records)
+    for name in ("overall", "hard_negatives"):
+        summary[f"stderr/{name}"] = binomial_stderr(groups.get(name, []))
     summary["frames"] = cfg.frames
     summary["config"] = cfg.to_json()
     return summary

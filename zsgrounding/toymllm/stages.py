@@ -471,10 +471,9 @@ def quick_vqa(
     return vqa_summary(records)
 
 
-def vqa_summary(records: Sequence[tuple[Question, bool]]) -> dict:
-    """Accuracy overall, per kind, on hard negatives, on positives, and the majority baseline."""
+def vqa_groups(records: Sequence[tuple[Question, bool]]) -> dict[str, list[bool]]:
+    """Right or wrong per answer, grouped as :func:`vqa_summary` reports them."""
     groups: dict[str, list[bool]] = defaultdict(list)
-    answers = [q.answer for q, _ in records]
     for q, said in records:
         right = said == q.answer
         groups["overall"].append(right)
@@ -485,7 +484,13 @@ def vqa_summary(records: Sequence[tuple[Question, bool]]) -> dict:
             groups["hard_negatives"].append(right)
         if q.kind in ("attr3", "action", "full"):
             groups["hard_kinds"].append(right)  # colour+shape+size, action and caption questions
-    out = {name: round(float(np.mean(v)), 4) for name, v in sorted(groups.items())}
+    return groups
+
+
+def vqa_summary(records: Sequence[tuple[Question, bool]]) -> dict:
+    """Accuracy overall, per kind, on hard negatives, on positives, and the majority baseline."""
+    answers = [q.answer for q, _ in records]
+    out = {name: round(float(np.mean(v)), 4) for name, v in sorted(vqa_groups(records).items())}
     out["count"] = len(records)
     out["majority_baseline"] = round(max(np.mean(answers), 1 - np.mean(answers)), 4) if answers else None
     return out
@@ -562,5 +567,6 @@ __all__ = [
     "to_pixels",
     "tower_hidden",
     "video_tokens",
+    "vqa_groups",
     "vqa_summary",
 ]

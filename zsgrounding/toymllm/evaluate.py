@@ -233,7 +233,7 @@ def attention_check(
             result = adapter.forward(prepared, capture=prepared.capture_config(layers))
             maps = prepared.to_grid(result.attention.mean()).numpy()  # (S, T, h, w)
             per_map = [
-                score_tracks(evidence, tracks, clip.frame_ids, video.width, video.height)
+                score_tracks(evidence, tracks, np.asarray(prepared.frame_ids), video.width, video.height)
                 for evidence in [*maps, maps.mean(0)]
             ]
             hits = [bool(scores[asked].max() > scores[others].max()) for scores in per_map]
@@ -326,7 +326,9 @@ def query_token_check(
         for layer, maps in output.attention.maps.items():
             grid = prepared.to_grid(maps).numpy()  # (R, T, h, w)
             for role, row in roles.items():
-                scores = score_tracks(grid[row], tracks, clip.frame_ids, video.width, video.height)
+                scores = score_tracks(
+                    grid[row], tracks, np.asarray(prepared.frame_ids), video.width, video.height
+                )
                 hits[layer][role].append(int(np.argmax(scores)) == video.target)
         chance.append(1 / len(video.objects))
         bar.update()

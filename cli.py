@@ -130,6 +130,14 @@ def toy_make(count: int, out: Path, seed: int, quiet: bool) -> None:
     "--quick", is_flag=True, help="The short test schedule (a minute or two) instead of the full one."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--family",
+    type=click.Choice(["llava_onevision", "qwen2_vl"]),
+    default="llava_onevision",
+    show_default=True,
+    help="Model class: LLaVA-OneVision (a SigLIP tower per frame) or Qwen2-VL (a tower over frame "
+    "pairs, M-RoPE positions).",
+)
 @click.option("--eval-only", is_flag=True, help="Only evaluate an already trained OUT.")
 @click.option("--eval-clips", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option(
@@ -140,7 +148,14 @@ def toy_make(count: int, out: Path, seed: int, quiet: bool) -> None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def toy_pretrain(
-    out: Path, quick: bool, seed: int, eval_only: bool, eval_clips: int, per_kind: int | None, quiet: bool
+    out: Path,
+    quick: bool,
+    seed: int,
+    family: str,
+    eval_only: bool,
+    eval_clips: int,
+    per_kind: int | None,
+    quiet: bool,
 ) -> None:
     """Train the toy-world MLLM (vision, alignment, instruction stages) into OUT and evaluate it.
 
@@ -155,11 +170,15 @@ def toy_pretrain(
         out,
         quick=quick,
         seed=seed,
+        family=family,
         eval_clips=eval_clips,
         per_kind=per_kind,
         eval_only=eval_only,
         progress=not quiet,
-        command=f"stvg toy pretrain --out {out}" + (" --quick" if quick else "") + f" --seed {seed}",
+        command=f"stvg toy pretrain --out {out}"
+        + (" --quick" if quick else "")
+        + f" --seed {seed}"
+        + ("" if family == "llava_onevision" else f" --family {family}"),
         echo=click.echo,
     )
 

@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/toy_pretrain.py --out zsgrounding/assets/toy_mllm
     python benchmarks/toy_pretrain.py --out /tmp/toy --quick          # a smoke run of a minute or two
+    python benchmarks/toy_pretrain.py --out /tmp/toy_qwen --family qwen2_vl   # the Qwen2-VL model
 
 The same as ``stvg toy pretrain --out DIR``. Prints per stage: seconds, first and final training
 loss, held-out scores; then the held-out VQA accuracy through ``load_adapter(out)`` at 8 and 20
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-only", action="store_true", help="evaluate an already trained --out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--family",
+        choices=("llava_onevision", "qwen2_vl"),
+        default="llava_onevision",
+        help="model class (qwen2_vl: a tower over frame pairs, M-RoPE positions)",
+    )
+    parser.add_argument(
         "--eval-clips", type=int, default=600, help="held-out videos for the final evaluation"
     )
     parser.add_argument(
@@ -47,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         quick=args.quick,
         seed=args.seed,
+        family=args.family,
         eval_clips=args.eval_clips,
         per_kind=args.per_kind,
         eval_only=args.eval_only,

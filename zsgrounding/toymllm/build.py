@@ -40,7 +40,12 @@ def recipe_lines(recipe: dict) -> list[str]:
         f"  {'render clips':<24}{recipe['seconds']['render']:7.1f} s",
         _stage_line("stage 1 vision", stage1),
         f"  {'':<24}held-out shape binding {stage1['held_out_binding_accuracy']:.3f}, "
-        f"retrieval top-1 {stage1['held_out_retrieval_top1']:.3f}",
+        + (
+            f"motion binding {stage1['held_out_motion_binding_accuracy']:.3f}, "
+            if "held_out_motion_binding_accuracy" in stage1
+            else ""
+        )
+        + f"retrieval top-1 {stage1['held_out_retrieval_top1']:.3f}",
         f"  {'tower cache':<24}{recipe['seconds']['tower_cache']:7.1f} s",
         _stage_line("stage 2a projector", stage2["projector_only"]),
         _stage_line("stage 2b projector+LM", stage2["projector_and_lm"]),
@@ -94,6 +99,7 @@ def build_toy_mllm(
     out: Path | str,
     quick: bool = False,
     seed: int = 0,
+    family: str = "llava_onevision",
     eval_clips: int = 600,
     per_kind: int | None = None,
     eval_only: bool = False,
@@ -107,6 +113,8 @@ def build_toy_mllm(
         out: checkpoint folder (``save_pretrained`` layout plus ``recipe.json``).
         quick: the short test schedule (:meth:`ToyPretrainConfig.quick`) instead of the full one.
         seed: the recipe's seed.
+        family: the model class, ``llava_onevision`` or ``qwen2_vl``
+            (:meth:`ToyPretrainConfig.qwen2_vl`); with ``eval_only`` the checkpoint's own.
         eval_clips: held-out videos of the final evaluation.
         per_kind: held-out questions per question kind; by default 150 (1,050 questions, a
             standard error of about 1 point), 60 on the short schedule.
@@ -124,11 +132,17 @@ def build_toy_mllm(
         (special-token hit rates); ``checkpoint_mb`` and ``seconds``.
     """
     out = Path(out)
-    config = ToyPretrainConfig.quick(seed=seed) if quick else ToyPretrainConfig(seed=seed)
     start = time.perf_counter()
-    if eval_only:
-        recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8")) if eval_only else None
+    if recipe is not None:  # evaluate the checkpoint's own family
+        family = recipe["config"]["model"].get("family", "llava_onevision")
+    if quick:
+        config = ToyPretrainConfig.quick(family, seed=seed)
+    elif family == "qwen2_vl":
+        config = ToyPretrainConfig.qwen2_vl(seed=seed)
     else:
+        config = ToyPretrainConfig(seed=seed)
+    if recipe is None:
         recipe = pretrain(out, config, progress=progress, command=command)
     for line in recipe_lines(recipe):
         echo(line)

@@ -1,8 +1,12 @@
 """Configs of the toy MLLM: the model sizes and the pretraining schedule.
 
-Shapes used in the docstrings: ``S`` frame side after resizing, ``P = S // patch`` patches per
-side, ``(h, w) = (ceil(P / 2), ceil(P / 2))`` visual tokens per frame after LLaVA-OneVision's
-2x pooling, ``F`` frames per training clip, ``B`` batch.
+Two model families share the recipe. ``llava_onevision``: frames squeezed to ``S x S``, a SigLIP
+tower per frame, ``P = S // patch`` patches per side and ``(h, w) = (ceil(P / 2), ceil(P / 2))``
+tokens per frame after the 2x pooling, plus one newline token per video. ``qwen2_vl``: frames kept
+at ``frame_size (H, W)`` (the native toy frame, what the Qwen2-VL resize gives it), a tower whose
+patches span two consecutive frames (temporal patch 2), ``(h, w) = (H / 2p, W / 2p)`` tokens per
+frame pair after the 2 x 2 patch merger, and M-RoPE positions in the language model. ``F`` frames
+per training clip, ``B`` batch.
 """
 
 from __future__ import annotations
@@ -11,9 +15,19 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from transformers import LlavaOnevisionConfig, PreTrainedTokenizerBase, Qwen2Config, SiglipVisionConfig
+from transformers import (
+    LlavaOnevisionConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+    Qwen2Config,
+    Qwen2VLConfig,
+    SiglipVisionConfig,
+)
 
 from zsgrounding.datasets.toyworld import ToyWorldConfig
+
+FAMILIES = ("llava_onevision", "qwen2_vl")
+"""Model classes the toy MLLM can be built as (transformers ``model_type`` names)."""
 
 QUESTION_KINDS = ("colour", "shape", "size", "attr2", "attr3", "action", "full")
 """Stage-3 question kinds: one attribute (``colour``, ``shape``, ``size``), colour + shape
@@ -23,19 +37,24 @@ and the full caption form, attributes plus action (``full``)."""
 
 @dataclass(frozen=True)
 class ToyMLLMConfig:
-    """Sizes of the toy ``LlavaOnevisionForConditionalGeneration`` and of the stage-1 text encoder.
+    """Sizes of the toy MLLM (:data:`FAMILIES`) and of the stage-1 text encoder.
 
     Attributes:
-        image_size: ``S``, frames are squeezed to ``(S, S)`` (SigLIP normalisation).
-        patch_size: SigLIP patch side: ``P = S // patch_size`` patches per side.
-        vision_hidden, vision_layers, vision_heads, vision_intermediate: the SigLIP tower.
+        family: ``llava_onevision`` (``LlavaOnevisionForConditionalGeneration``, SigLIP tower)
+            or ``qwen2_vl`` (``Qwen2VLForConditionalGeneration``).
+        image_size: ``S``, LLaVA-OneVision frames are squeezed to ``(S, S)``.
+        frame_size: ``(H, W)`` of Qwen2-VL frames (multiples of ``2 * patch_size``).
+        patch_size: the tower's patch side.
+        vision_hidden, vision_layers, vision_heads, vision_intermediate: the vision tower.
         text_hidden, text_layers, text_heads, text_kv_heads, text_intermediate: the Qwen2 LM.
         max_positions: the LM's ``max_position_embeddings`` (20 frames of 36 tokens fit).
         clip_text_hidden, clip_text_layers, clip_embed_dim: the stage-1 text encoder (a small
             transformer, not saved) and the shared embedding size of the sigmoid loss.
     """
 
+    family: str = "llava_onevision"
     image_size: int = 96
+    frame_size: tuple[int, int] = (96, 128)
     patch_size: int = 8
     vision_hidden: int = 96
     vision_layers: int = 3
@@ -51,21 +70,94 @@ class ToyMLLMConfig:
     clip_text_layers: int = 2
     clip_embed_dim: int = 64
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frame_size", tuple(int(v) for v in self.frame_size))
+        if self.family not in FAMILIES:
+            raise ValueError(f"family is one of {FAMILIES}, not {self.family!r}")
+        if self.family == "qwen2_vl" and any(side % (2 * self.patch_size) for side in self.frame_size):
+            raise ValueError(f"frame_size {self.frame_size} must be multiples of {2 * self.patch_size}")
+
+    @property
+    def temporal_patch(self) -> int:
+        """Frames one visual token spans: 2 for Qwen2-VL, 1 for LLaVA-OneVision."""
+        return 2 if self.family == "qwen2_vl" else 1
+
+    @property
+    def bank_size(self) -> tuple[int, int]:
+        """``(H, W)`` frames are rendered at for training: what the family's preprocessing gives."""
+        if self.family == "qwen2_vl":
+            return self.frame_size
+        return self.image_size, self.image_size
+
     @property
     def patches(self) -> int:
-        """``P``, patches per side."""
+        """``P``, patches per side (LLaVA-OneVision's square frames)."""
         return self.image_size // self.patch_size
 
     @property
     def grid(self) -> tuple[int, int]:
-        """``(h, w)`` visual tokens per frame after the model's 2x bilinear pooling."""
+        """``(h, w)`` visual tokens per frame (LLaVA-OneVision, after the 2x bilinear pooling) or per
+        frame pair (Qwen2-VL, after the 2 x 2 merger)."""
+        if self.family == "qwen2_vl":
+            return self.frame_size[0] // (2 * self.patch_size), self.frame_size[1] // (2 * self.patch_size)
         side = math.ceil(self.patches / 2)
         return side, side
 
     def num_visual(self, frames: int) -> int:
-        """Tokens ``<video>`` expands to for ``frames`` frames: ``F * h * w + 1`` (one newline)."""
+        """Tokens the video placeholder expands to for ``frames`` frames: ``F * h * w + 1`` (one
+        newline) for LLaVA-OneVision, ``ceil(F / 2) * h * w`` for Qwen2-VL."""
         h, w = self.grid
+        if self.family == "qwen2_vl":
+            return -(-frames // 2) * h * w
         return frames * h * w + 1
+
+    def model_config(self, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
+        """The transformers config of the family."""
+        if self.family == "qwen2_vl":
+            return self.qwen2_vl_config(tokenizer)
+        return self.llava_config(tokenizer)
+
+    def qwen2_vl_config(self, tokenizer: PreTrainedTokenizerBase) -> Qwen2VLConfig:
+        """Qwen2-VL: a tower over ``2 x p x p`` frame-pair patches (2-D rotary positions), the 2 x 2
+        patch merger as projector, a Qwen2 LM with M-RoPE (rotary frequencies split 1 : 1.5 : 1.5
+        over time, row and column, as Qwen2-VL-7B splits them)."""
+        ids = tokenizer.convert_tokens_to_ids
+        head_dim = self.text_hidden // self.text_heads
+        time_freqs = head_dim // 8
+        space = (head_dim // 2 - time_freqs) // 2
+        section = [head_dim // 2 - 2 * space, space, space]
+        vision = {
+            "depth": self.vision_layers,
+            "embed_dim": self.vision_hidden,
+            "hidden_size": self.text_hidden,
+            "mlp_ratio": self.vision_intermediate // self.vision_hidden,
+            "num_heads": self.vision_heads,
+            "patch_size": self.patch_size,
+            "temporal_patch_size": 2,
+            "spatial_merge_size": 2,
+        }
+        text = {
+            "hidden_size": self.text_hidden,
+            "intermediate_size": self.text_intermediate,
+            "num_hidden_layers": self.text_layers,
+            "num_attention_heads": self.text_heads,
+            "num_key_value_heads": self.text_kv_heads,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": self.max_positions,
+            "bos_token_id": None,
+            "eos_token_id": ids("<|im_end|>"),
+            "pad_token_id": tokenizer.pad_token_id,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section},
+        }
+        return Qwen2VLConfig(
+            vision_config=vision,
+            text_config=text,
+            image_token_id=ids("<|image_pad|>"),
+            video_token_id=ids("<|video_pad|>"),
+            vision_start_token_id=ids("<|vision_start|>"),
+            vision_end_token_id=ids("<|vision_end|>"),
+            tie_word_embeddings=False,
+        )
 
     def llava_config(self, tokenizer: PreTrainedTokenizerBase) -> LlavaOnevisionConfig:
         """The transformers config: SigLIP tower, LLaVA-OneVision projector and pooling, Qwen2 LM.
@@ -245,6 +337,13 @@ class ToyPretrainConfig:
             problems.append(f"train_vision takes stage2 and stage3, not {unknown}")
         if self.vision_positions not in ("learned", "sincos"):
             problems.append(f"vision_positions is 'learned' or 'sincos', not {self.vision_positions!r}")
+        if self.model.family == "qwen2_vl":
+            if self.vision_positions != "learned":
+                problems.append("the Qwen2-VL tower has rotary positions: vision_positions must be 'learned'")
+            if any(f % 2 for f in (*self.train_frames, self.eval_frames)):
+                problems.append(
+                    "a Qwen2-VL tower takes frame pairs: train_frames and eval_frames must be even"
+                )
         if max(self.train_frames) > self.bank_frames or self.eval_frames > self.bank_frames:
             problems.append("train_frames and eval_frames must not exceed bank_frames")
         train = range(self.train_start, self.train_start + self.train_clips)
@@ -262,10 +361,13 @@ class ToyPretrainConfig:
         return data
 
     @classmethod
-    def quick(cls, **overrides: Any) -> ToyPretrainConfig:
+    def quick(cls, family: str = "llava_onevision", **overrides: Any) -> ToyPretrainConfig:
         """A schedule of under a minute (tests, smoke runs): a tiny model on one 48 px frame per clip
-        (3 x 3 tokens), colour checklists and "is there a <colour> thing" questions only."""
+        (3 x 3 tokens; Qwen2-VL: one pair of 48 x 64 frames, 3 x 4 tokens), colour checklists and
+        "is there a <colour> thing" questions only."""
         tiny = ToyMLLMConfig(
+            family=family,
+            frame_size=(48, 64),
             image_size=48,
             vision_hidden=32,
             vision_layers=1,
@@ -300,11 +402,22 @@ class ToyPretrainConfig:
             "stage3_evals": 0,
             "threads": 1,
         }
+        if family == "qwen2_vl":
+            settings.update(bank_frames=4, train_frames=(2,), eval_frames=2)
+        settings.update(overrides)
+        return cls(**settings)
+
+    @classmethod
+    def qwen2_vl(cls, **overrides: Any) -> ToyPretrainConfig:
+        """The recipe with a Qwen2-VL model: frame pairs from a 16-frame bank (8 frames are 4 pairs
+        with one bank frame between their two frames) at the native toy frame size."""
+        settings: dict[str, Any] = {"model": ToyMLLMConfig(family="qwen2_vl"), "bank_frames": 16}
         settings.update(overrides)
         return cls(**settings)
 
 
 __all__ = [
+    "FAMILIES",
     "QUESTION_KINDS",
     "CurriculumPhase",
     "StageSchedule",

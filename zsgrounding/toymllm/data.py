@@ -5,8 +5,9 @@
 - :func:`seen_objects`: what a set of sampled frames shows of each object: its attributes, the
   actions those frames show it doing, and the actions it does that they may not show (never asked).
 - Text per stage: descriptions of whole frames and of zoomed views around an object, with hard
-  negatives (stage 1); clip captions (stage 2); yes/no questions with hard negatives and a
-  curriculum (stage 3).
+  negatives (stage 1; for a tower over frame pairs, descriptions of the pair that say what each
+  object does between its two frames, with motion-swapped negatives); clip captions (stage 2);
+  yes/no questions with hard negatives and a curriculum (stage 3).
 - :class:`Sampler`: seeded batches of token ids with labels on the answers only.
 
 Supervision is text only: boxes and spans are read to decide what is true of the sampled frames
@@ -15,6 +16,7 @@ Supervision is text only: boxes and spans are read to decide what is true of the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -287,6 +289,68 @@ def perturbed(
     return out
 
 
+PAIR_MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
+"""What a stage-1 frame-pair description may say an object does between the two frames."""
+_PAIR_MOVE_PX = 2.0  # centre shift (native pixels) that counts as moving; one step is 2.4 px
+_PAIR_SCALE_PX = 1.0  # box side change that counts as growing / shrinking (sides are whole pixels)
+
+PairObject = tuple[str, str, str, str]
+"""``(size, colour, shape, motion)`` of an object in a frame pair; ``motion`` is ``""`` (still), one
+of :data:`PAIR_MOTIONS`, ``"appearing"`` or ``"leaving"``."""
+
+
+def pair_motion(obj: ToyObject, first: int, second: int) -> str | None:
+    """What ``obj`` does between native frames ``first < second``; ``None`` if drawn on neither."""
+    v0, v1 = obj.visible
+    on_first, on_second = v0 <= first < v1, v0 <= second < v1
+    if not (on_first or on_second):
+        return None
+    if not on_first:
+        return "appearing"
+    if not on_second:
+        return "leaving"
+    a, b = obj.boxes[first - v0], obj.boxes[second - v0]
+    dx = (b[0] + b[2] - a[0] - a[2]) / 2
+    dy = (b[1] + b[3] - a[1] - a[3]) / 2
+    if max(abs(dx), abs(dy)) >= _PAIR_MOVE_PX:
+        if abs(dx) >= abs(dy):
+            return "moving right" if dx > 0 else "moving left"
+        return "moving down" if dy > 0 else "moving up"
+    grown = (b[2] - b[0]) - (a[2] - a[0])
+    if abs(grown) >= _PAIR_SCALE_PX:
+        return "growing" if grown > 0 else "shrinking"
+    return ""
+
+
+def pair_description(rng: np.random.Generator, objects: Sequence[PairObject], sizes: bool = True) -> str:
+    """``"a small red circle moving left and a blue square"``: the objects of a frame pair in random
+    order, each with what it does between the two frames and its size half of the time."""
+    order = rng.permutation(len(objects))
+    phrases = []
+    for i in order:
+        size, colour, shape, motion = objects[i]
+        words = f"{size} {colour} {shape}" if sizes and rng.random() < 0.5 else f"{colour} {shape}"
+        phrases.append(_article(words) + (f" {motion}" if motion else ""))
+    return " and ".join(phrases) if phrases else "nothing"
+
+
+def motion_perturbed(rng: np.random.Generator, objects: Sequence[PairObject]) -> list[PairObject]:
+    """A stage-1 binding negative: two objects' motions swapped (when two differ, half of the time),
+    else one object's motion replaced by another (or by none)."""
+    out = list(objects)
+    if not out:
+        return [(str(rng.choice(SIZES)), "red", "circle", str(rng.choice(PAIR_MOTIONS)))]
+    pairs = [(i, j) for i in range(len(out)) for j in range(i + 1, len(out)) if out[i][3] != out[j][3]]
+    if pairs and rng.random() < 0.5:
+        i, j = pairs[int(rng.integers(len(pairs)))]
+        out[i], out[j] = (*out[i][:3], out[j][3]), (*out[j][:3], out[i][3])
+        return out
+    i = int(rng.integers(len(out)))
+    other = [m for m in ("", *PAIR_MOTIONS) if m != out[i][3]]
+    out[i] = (*out[i][:3], str(rng.choice(other)))
+    return out
+
+
 # ---------------------------------------------------------------------------------------- questions
 
 
@@ -473,8 +537,8 @@ class ClipBank:
     """Clips rendered once.
 
     Attributes:
-        frames: ``(N, K, S, S, 3)`` uint8: ``K`` frames per clip at native ids ``frame_ids``,
-            resized to the tower's ``S``.
+        frames: ``(N, K, H, W, 3)`` uint8: ``K`` frames per clip at native ids ``frame_ids``,
+            resized to the model's input (``S x S`` for LLaVA-OneVision).
         frame_ids: ``(N, K)`` int64 native ids (``uniform_ids(T, K)``).
         num_frames: ``(N,)`` native length ``T`` of each clip.
         objects: each clip's objects (boxes, visibility, motions).
@@ -499,21 +563,33 @@ class ClipBank:
         fid = int(self.frame_ids[clip, pick])
         return [(o.size, o.colour, o.shape) for o in self.objects[clip] if o.visible[0] <= fid < o.visible[1]]
 
+    def pair_objects(self, clip: int, first: int, second: int) -> list[PairObject]:
+        """``(size, colour, shape, motion)`` of the objects drawn on bank frames ``first < second``."""
+        ids = self.frame_ids[clip]
+        out = []
+        for o in self.objects[clip]:
+            motion = pair_motion(o, int(ids[first]), int(ids[second]))
+            if motion is not None:
+                out.append((o.size, o.colour, o.shape, motion))
+        return out
+
 
 def build_bank(
     world: ToyWorldConfig,
     start: int,
     count: int,
     bank_frames: int,
-    size: int,
+    size: int | tuple[int, int],
     chroma_augment: float = 0.0,
     seed: int = 0,
     progress: bool = True,
     desc: str = "clip bank",
 ) -> ClipBank:
-    """Render world videos ``[start, start + count)`` into a :class:`ClipBank`."""
+    """Render world videos ``[start, start + count)`` into a :class:`ClipBank` of frames resized to
+    ``size`` (a side, or ``(H, W)``)."""
     rng = np.random.default_rng([seed, start, count])
-    frames = torch.empty((count, bank_frames, size, size, 3), dtype=torch.uint8)
+    height, width = (size, size) if isinstance(size, int) else size
+    frames = torch.empty((count, bank_frames, height, width, 3), dtype=torch.uint8)
     frame_ids = np.empty((count, bank_frames), dtype=np.int64)
     lengths = np.empty(count, dtype=np.int64)
     objects = []
@@ -525,7 +601,7 @@ def build_bank(
         picked = video.frames[ids]
         if rng.random() < chroma_augment:
             picked = np.stack([chroma_subsample(f) for f in picked])
-        frames[row] = torch.from_numpy(resize_frames(picked, size, size, int(Image.Resampling.BICUBIC)))
+        frames[row] = torch.from_numpy(resize_frames(picked, height, width, int(Image.Resampling.BICUBIC)))
         frame_ids[row], lengths[row] = ids, video.num_frames
         objects.append(video.objects)
     return ClipBank(frames, frame_ids, lengths, objects, list(range(start, start + count)))
@@ -536,6 +612,26 @@ def pick_frames(rng: np.random.Generator, bank_frames: int, count: int) -> np.nd
     edges = np.linspace(0, bank_frames, count + 1)
     picks = np.floor(edges[:-1] + rng.random(count) * (edges[1:] - edges[:-1])).astype(np.int64)
     return np.clip(picks, 0, bank_frames - 1)
+
+
+PAIR_GAPS = (1, 2)
+"""Bank-frame gaps inside a training frame pair (the tower cache holds these pairs)."""
+
+
+def pick_pairs(rng: np.random.Generator, bank_frames: int, count: int) -> np.ndarray:
+    """``count`` (even) ascending bank frames as ``count / 2`` pairs ``(a, a + g)``, ``g`` in
+    :data:`PAIR_GAPS`, one pair per equal stratum of the clip (frames for a temporal-patch-2 tower)."""
+    if count % 2:
+        raise ValueError(f"frame pairs need an even frame count, got {count}")
+    edges = np.linspace(0, bank_frames, count // 2 + 1)
+    picks = []
+    for lo, hi in itertools.pairwise(edges):
+        first, last = int(np.ceil(lo)), int(np.ceil(hi)) - 1  # bank frames inside the stratum
+        gaps = [g for g in PAIR_GAPS if last - first >= g] or [1]
+        gap = int(gaps[int(rng.integers(len(gaps)))])
+        a = int(rng.integers(first, max(first, last - gap) + 1))
+        picks.extend((a, min(a + gap, bank_frames - 1)))
+    return np.asarray(picks, dtype=np.int64)
 
 
 def even_frames(bank_frames: int, count: int) -> np.ndarray:
@@ -600,6 +696,21 @@ def collate(
     )
 
 
+def _zoomed(frames: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """``frames (B, K, H, W, 3)`` uint8 with the half-size window at ``corners (B, 2)`` (fractions of
+    the frame, ``x0, y0``; negative: the whole frame) bilinearly scaled up to ``(H, W)`` on every frame."""
+    height, width = frames.shape[2:4]
+    out = frames.clone()
+    for i in torch.nonzero(corners[:, 0] >= 0).flatten().tolist():
+        x0, y0 = round(float(corners[i, 0]) * width), round(float(corners[i, 1]) * height)
+        crop = frames[i, :, y0 : y0 + height // 2, x0 : x0 + width // 2].movedim(-1, 1).float()
+        big = torch.nn.functional.interpolate(
+            crop, size=(height, width), mode="bilinear", align_corners=False
+        )
+        out[i] = big.movedim(1, -1).round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
 class Sampler:
     """Seeded batches of every stage from one clip bank.
 
@@ -632,33 +743,48 @@ class Sampler:
         return int(pool[self.rng.integers(pool.size)])
 
     def _zoom_view(
-        self, clip: int, pick: int
-    ) -> tuple[tuple[float, float], list[tuple[str, str, str]]] | None:
-        """A half-size window around a random object of bank frame ``pick`` that cuts no object: its
-        top-left corner (fractions of the frame) and ``(size, colour, shape)`` of the objects inside;
-        ``None`` if five draws find none."""
-        fid = int(self.bank.frame_ids[clip, pick])
-        w, h = self.world.width, self.world.height
-        drawn = [o for o in self.bank.objects[clip] if o.visible[0] <= fid < o.visible[1]]
-        boxes = [o.boxes[fid - o.visible[0]] / np.array([w, h, w, h]) for o in drawn]
-        if not boxes:
+        self, clip: int, picks: Sequence[int]
+    ) -> tuple[tuple[float, float], list[ToyObject]] | None:
+        """A half-size window around a random object of bank frame ``picks[0]`` that cuts no object on
+        any of the frames ``picks``: its top-left corner (fractions of the frame) and the objects
+        inside it (on every frame they are drawn on); ``None`` if five draws find none."""
+        fids = [int(self.bank.frame_ids[clip, p]) for p in picks]
+        scale = np.array([self.world.width, self.world.height] * 2, dtype=np.float64)
+        objects = self.bank.objects[clip]
+        # Per object, its normalised box on each frame it is drawn on.
+        boxes = [
+            [o.boxes[f - o.visible[0]] / scale for f in fids if o.visible[0] <= f < o.visible[1]]
+            for o in objects
+        ]
+        anchors = [o for o in objects if o.visible[0] <= fids[0] < o.visible[1]]
+        if not anchors:
             return None
-        side = self.bank.frames.shape[2]
+        height, width = self.bank.frames.shape[2:4]
         for _ in range(5):
-            x1, y1, x2, y2 = boxes[int(self.rng.integers(len(boxes)))]
+            anchor = anchors[int(self.rng.integers(len(anchors)))]
+            x1, y1, x2, y2 = anchor.boxes[fids[0] - anchor.visible[0]] / scale
             lo_x, hi_x = max(0.0, x2 - 0.5), min(x1, 0.5)
             lo_y, hi_y = max(0.0, y2 - 0.5), min(y1, 0.5)
             if lo_x > hi_x or lo_y > hi_y:
                 continue
             # Whole pixels of the bank frame, so the crop is a plain slice.
-            wx = round(self.rng.uniform(lo_x, hi_x) * side) / side
-            wy = round(self.rng.uniform(lo_y, hi_y) * side) / side
-            inside = [b[0] >= wx and b[2] <= wx + 0.5 and b[1] >= wy and b[3] <= wy + 0.5 for b in boxes]
-            apart = [b[2] <= wx or b[0] >= wx + 0.5 or b[3] <= wy or b[1] >= wy + 0.5 for b in boxes]
-            if any(inside) and all(i or a for i, a in zip(inside, apart, strict=True)):
-                return (wx, wy), [
-                    (o.size, o.colour, o.shape) for o, i in zip(drawn, inside, strict=True) if i
-                ]
+            wx = round(self.rng.uniform(lo_x, hi_x) * width) / width
+            wy = round(self.rng.uniform(lo_y, hi_y) * height) / height
+            inside, fits = [], True
+            for obj, seen in zip(objects, boxes, strict=True):
+                if not seen:
+                    continue
+                ins = {
+                    bool(b[0] >= wx and b[2] <= wx + 0.5 and b[1] >= wy and b[3] <= wy + 0.5) for b in seen
+                }
+                out = {bool(b[2] <= wx or b[0] >= wx + 0.5 or b[3] <= wy or b[1] >= wy + 0.5) for b in seen}
+                if ins == {True}:
+                    inside.append(obj)
+                elif out != {True}:
+                    fits = False  # cut by the window, or inside on one frame and outside on another
+                    break
+            if fits and inside:
+                return (wx, wy), inside
         return None
 
     def frame_batch(
@@ -677,13 +803,13 @@ class Sampler:
         for _ in range(batch):
             clip = self._clip()
             pick = int(self.rng.integers(self.bank.frames.shape[1]))
-            view = self._zoom_view(clip, pick) if p_zoom > 0 and self.rng.random() < p_zoom else None
+            view = self._zoom_view(clip, [pick]) if p_zoom > 0 and self.rng.random() < p_zoom else None
             if view is None:
                 objs, sizes = self.bank.frame_objects(clip, pick), True
                 rows.append((clip, pick, -1.0, -1.0))
             else:
-                (wx, wy), objs = view
-                sizes = False
+                (wx, wy), inside = view
+                objs, sizes = [(o.size, o.colour, o.shape) for o in inside], False
                 rows.append((clip, pick, wx, wy))
             texts.append(frame_description(self.rng, objs, sizes))
             for r in range(negatives):
@@ -691,19 +817,71 @@ class Sampler:
                 hard[r].append(frame_description(self.rng, changed, sizes))
         return torch.tensor(rows, dtype=torch.float64), texts, [t for round_ in hard for t in round_]
 
+    def pair_batch(
+        self, batch: int, negatives: int = 1, p_zoom: float = 0.0
+    ) -> tuple[torch.Tensor, list[str], list[str]]:
+        """Stage 1 of a temporal-patch-2 tower: ``(rows, texts, hard)`` over frame pairs.
+
+        ``rows (B, 5)`` float ``(clip, first, second, x0, y0)``: bank frames, ``second - first`` in
+        :data:`PAIR_GAPS` (the pairs training clips are cut into), and a zoomed window as in
+        :meth:`frame_batch` (the same on both frames, cutting no object on either; probability
+        ``p_zoom``) or ``-1``. ``texts``: what each pair shows, motions between its two frames
+        included (:func:`pair_description`; no sizes in a zoomed view). ``hard``:
+        ``negatives * B`` descriptions, round 0 with a motion swapped or changed
+        (:func:`motion_perturbed`: the tower must bind each motion to its object), round 1 with a
+        shape changed, later rounds a random attribute."""
+        rows, texts, hard = [], [], [[] for _ in range(negatives)]
+        bank_frames = self.bank.frames.shape[1]
+        for _ in range(batch):
+            clip = self._clip()
+            gap = int(PAIR_GAPS[int(self.rng.integers(len(PAIR_GAPS)))])
+            first = int(self.rng.integers(bank_frames - gap))
+            objs = self.bank.pair_objects(clip, first, first + gap)
+            view = None
+            if p_zoom > 0 and self.rng.random() < p_zoom:
+                view = self._zoom_view(clip, [first, first + gap])
+            if view is None:
+                rows.append((clip, first, first + gap, -1.0, -1.0))
+                sizes = True
+            else:
+                (wx, wy), inside = view
+                objs = [
+                    o
+                    for o, obj in zip(objs, self._pair_drawn(clip, first, first + gap), strict=True)
+                    if obj in inside
+                ]
+                rows.append((clip, first, first + gap, wx, wy))
+                sizes = False
+            texts.append(pair_description(self.rng, objs, sizes))
+            for r in range(negatives):
+                if r == 0:
+                    changed = motion_perturbed(self.rng, objs)
+                else:
+                    which = "shape" if r == 1 else None  # the subtlest attribute, as for frames
+                    attributes = perturbed(self.rng, [o[:3] for o in objs], self.world, which, sizes)
+                    motions = [o[3] for o in objs] or [""]
+                    changed = [(*a, m) for a, m in zip(attributes, motions, strict=True)]
+                hard[r].append(pair_description(self.rng, changed, sizes))
+        return torch.tensor(rows, dtype=torch.float64), texts, [t for round_ in hard for t in round_]
+
+    def _pair_drawn(self, clip: int, first: int, second: int) -> list[ToyObject]:
+        """The objects of :meth:`ClipBank.pair_objects` (drawn on either frame), in its order."""
+        ids = self.bank.frame_ids[clip]
+        return [
+            o
+            for o in self.bank.objects[clip]
+            if pair_motion(o, int(ids[first]), int(ids[second])) is not None
+        ]
+
+    def pair_pixels(self, rows: torch.Tensor) -> torch.Tensor:
+        """``(B, 2, H, W, 3)`` uint8 frame pairs of :meth:`pair_batch` rows (zoomed ones scaled up)."""
+        frames = self.bank.frames[rows[:, :1].long(), rows[:, 1:3].long()]
+        return _zoomed(frames, rows[:, 3:5])
+
     def frame_pixels(self, rows: torch.Tensor) -> torch.Tensor:
         """``(B, S, S, 3)`` uint8 views of :meth:`frame_batch` rows (zoomed ones bilinearly scaled up)."""
         frames = self.bank.frames[rows[:, 0].long(), rows[:, 1].long()]
-        side = frames.shape[1]
-        out = frames.clone()
-        for i in torch.nonzero(rows[:, 2] >= 0).flatten().tolist():
-            x0, y0 = round(float(rows[i, 2]) * side), round(float(rows[i, 3]) * side)
-            crop = frames[i, y0 : y0 + side // 2, x0 : x0 + side // 2].movedim(-1, 0)[None].float()
-            big = torch.nn.functional.interpolate(
-                crop, size=(side, side), mode="bilinear", align_corners=False
-            )
-            out[i] = big[0].movedim(0, -1).round().clamp(0, 255).to(torch.uint8)
-        return out
+        return _zoomed(frames[:, None], rows[:, 2:4])[:, 0]
 
     def _captions(
         self, seen: list[SeenObject], weights: dict[str, float], turns: int
@@ -723,7 +901,7 @@ class Sampler:
         clips, picks, convs = [], [], []
         for _ in range(batch):
             clip = self._clip()
-            pick = pick_frames(self.rng, self.bank.frames.shape[1], frames)
+            pick = self._picks(frames)
             clips.append(clip)
             picks.append(pick)
             convs.append(self._captions(self.bank.seen(clip, pick), weights, turns))
@@ -746,7 +924,7 @@ class Sampler:
         clips, picks, convs, questions = [], [], [], []
         while len(clips) < batch:
             clip = self._clip(phase.max_objects)
-            pick = pick_frames(self.rng, self.bank.frames.shape[1], frames)
+            pick = self._picks(frames)
             seen = self.bank.seen(clip, pick)
             if self.rng.random() < captions:
                 clips.append(clip)
@@ -770,6 +948,12 @@ class Sampler:
                 convs.append([(q.text, "yes" if q.answer else "no") for q in asked])
                 questions.append(asked)
         return collate(self.tokenizer, clips, picks, convs, self._num_visual(frames), questions)
+
+    def _picks(self, frames: int) -> np.ndarray:
+        """Bank frames of a training clip: frame pairs for a temporal-patch-2 tower."""
+        if self.model_config.temporal_patch == 2:
+            return pick_pairs(self.rng, self.bank.frames.shape[1], frames)
+        return pick_frames(self.rng, self.bank.frames.shape[1], frames)
 
     def _num_visual(self, frames: int) -> int:
         return self.model_config.num_visual(frames)
@@ -804,6 +988,8 @@ def held_out_questions(
 __all__ = [
     "BASE_VERBS",
     "CAPTION_TASKS",
+    "PAIR_GAPS",
+    "PAIR_MOTIONS",
     "REVERSE_ACTIONS",
     "ClipBank",
     "Description",
@@ -822,8 +1008,12 @@ __all__ = [
     "frame_description",
     "held_out_questions",
     "make_question",
+    "motion_perturbed",
+    "pair_description",
+    "pair_motion",
     "perturbed",
     "pick_frames",
+    "pick_pairs",
     "question_text",
     "seen_objects",
     "shape_checklist",

@@ -6,10 +6,12 @@
    trained, then with the language model too.
 3. Instruction tuning: multi-turn yes/no conversations with a curriculum and hard negatives.
 
-The model's own modules do every step (tower, projector, ``apply_pooling``, newline, Qwen2 LM), so
-what is trained is what ``LlavaOnevisionForConditionalGeneration`` runs at inference. When the
-tower is frozen after stage 1 its outputs for the bank frames are computed once
-(:class:`VisualSource`), which makes stages 2 and 3 cheaper.
+The model's own modules do every step, so what is trained is what the model runs at inference:
+for ``LlavaOnevisionForConditionalGeneration`` the SigLIP tower, projector, ``apply_pooling``,
+newline and Qwen2 LM; for ``Qwen2VLForConditionalGeneration`` the frame-pair tower, its patch
+merger (the projector) and the LM with M-RoPE positions from the model's ``get_rope_index``.
+When the tower is frozen after stage 1 its outputs are computed once (:class:`VisualSource`): per
+bank frame, or per training frame pair for Qwen2-VL, which makes stages 2 and 3 cheaper.
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
-from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2VLForConditionalGeneration,
+)
 
+from zsgrounding.mllm.qwen2_vl import patchify_video
 from zsgrounding.toymllm.config import CurriculumPhase, StageSchedule, ToyPretrainConfig
-from zsgrounding.toymllm.data import ClipBank, Question, Sampler, TextBatch, collate
+from zsgrounding.toymllm.data import PAIR_GAPS, ClipBank, Question, Sampler, TextBatch, collate
 
 Log = Callable[[dict], None]
+ToyModel = LlavaOnevisionForConditionalGeneration | Qwen2VLForConditionalGeneration
 
 
 # ---------------------------------------------------------------------------------------- model paths
@@ -45,20 +54,59 @@ def to_pixels(frames: torch.Tensor) -> torch.Tensor:
     return frames.movedim(-1, -3).float() / 127.5 - 1.0
 
 
-def tower_hidden(model: LlavaOnevisionForConditionalGeneration, pixels: torch.Tensor) -> torch.Tensor:
-    """The tower's selected layer for ``(M, 3, S, S)`` pixels: ``(M, P * P, Dv)``."""
+def is_qwen(model: PreTrainedModel) -> bool:
+    """Whether the toy model is the Qwen2-VL family (frame-pair tower, M-RoPE)."""
+    return isinstance(model, Qwen2VLForConditionalGeneration)
+
+
+def tower_modules(model: ToyModel) -> list[nn.Module]:
+    """The vision tower without its projector."""
+    if is_qwen(model):
+        return [model.model.visual.patch_embed, model.model.visual.blocks]
+    return [model.model.vision_tower]
+
+
+def projector_modules(model: ToyModel) -> list[nn.Module]:
+    """What maps tower outputs to the LM: LLaVA-OneVision's projector, Qwen2-VL's patch merger."""
+    if is_qwen(model):
+        return [model.model.visual.merger]
+    return [model.model.multi_modal_projector]
+
+
+def newline_parameters(model: ToyModel) -> list[nn.Parameter]:
+    """LLaVA-OneVision's video newline (Qwen2-VL has none)."""
+    return [] if is_qwen(model) else [model.model.image_newline]
+
+
+def tower_hidden(model: ToyModel, pixels: torch.Tensor) -> torch.Tensor:
+    """The tower's selected layer, per tower input.
+
+    LLaVA-OneVision: ``(M, 3, S, S)`` frames -> ``(M, P * P, Dv)``. Qwen2-VL: ``(M, 2, 3, H, W)``
+    frame pairs -> ``(M, N, Dv)``, ``N = (H / p) * (W / p)`` patches in the merger's block order
+    (each pair attends only to itself, as the frame groups of one video do).
+    """
+    if is_qwen(model):
+        visual = model.model.visual
+        rows, grid = patchify_video(
+            pixels.flatten(0, 1), visual.config.patch_size, 2, visual.config.spatial_merge_size
+        )
+        out = visual(rows, grid_thw=torch.tensor([grid], dtype=torch.long)).last_hidden_state
+        return out.reshape(pixels.shape[0], -1, out.shape[-1])
     out = model.model.vision_tower(pixels, output_hidden_states=True)
     return out.hidden_states[model.config.vision_feature_layer]
 
 
-def video_tokens(
-    model: LlavaOnevisionForConditionalGeneration, hidden: torch.Tensor, batch: int, frames: int
-) -> torch.Tensor:
-    """LLaVA-OneVision's video features from tower outputs ``(B * F, P * P, Dv)``: ``(B, F * h * w + 1, D)``.
+def video_tokens(model: ToyModel, hidden: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+    """The video features the LM reads, from tower outputs of ``batch`` clips of ``frames`` frames.
 
-    Projector, 2x bilinear pooling, frames concatenated, one newline after the video: the steps of
-    ``LlavaOnevisionModel.get_video_features`` after the tower.
+    LLaVA-OneVision, from ``(B * F, P * P, Dv)``: projector, 2x bilinear pooling, frames
+    concatenated, one newline after the video (``LlavaOnevisionModel.get_video_features`` after the
+    tower): ``(B, F * h * w + 1, D)``. Qwen2-VL, from ``(B * F / 2, N, Dv)``: the patch merger,
+    pairs concatenated: ``(B, F / 2 * N / 4, D)``.
     """
+    if is_qwen(model):
+        merged = model.model.visual.merger(hidden.flatten(0, 1))
+        return merged.reshape(batch, -1, merged.shape[-1])
     features = model.model.apply_pooling(model.model.multi_modal_projector(hidden))
     features = features.reshape(batch, frames * features.shape[1], -1)
     newline = model.model.image_newline[None, None, :].expand(batch, 1, -1)
@@ -69,35 +117,74 @@ class VisualSource:
     """Tower outputs of bank frames: read from a cache (frozen tower) or computed (trained tower).
 
     Attributes:
-        cache: ``(N, K, P * P, Dv)`` float16, or ``None`` to run the tower.
+        cache: ``None`` to run the tower, else float16 ``(N, K, P * P, Dv)`` per bank frame
+            (LLaVA-OneVision) or ``(N, U, N_p, Dv)`` per frame pair ``(a, a + g)``, ``g`` in
+            :data:`~zsgrounding.toymllm.data.PAIR_GAPS` (Qwen2-VL; :meth:`pair_unit` orders them).
     """
 
-    def __init__(
-        self, model: LlavaOnevisionForConditionalGeneration, bank: ClipBank, cache: torch.Tensor | None
-    ):
+    def __init__(self, model: ToyModel, bank: ClipBank, cache: torch.Tensor | None):
         self.model = model
         self.bank = bank
         self.cache = cache
 
+    @property
+    def pairs(self) -> bool:
+        return is_qwen(self.model)
+
+    def pair_unit(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """Cache rows of frame pairs ``(first, second)``: gap 1 pairs first, then gap 2, ..."""
+        bank_frames = self.bank.frames.shape[1]
+        offsets = {g: sum(bank_frames - h for h in PAIR_GAPS if h < g) for g in PAIR_GAPS}
+        gap = second - first
+        unit = torch.full_like(first, -1)
+        for g, offset in offsets.items():
+            unit = torch.where(gap == g, offset + first, unit)
+        return unit
+
+    def grid_thw(self, batch: int, frames: int) -> torch.Tensor:
+        """``(B, 3)`` Qwen2-VL ``video_grid_thw`` of clips of ``frames`` frames: pairs and patches."""
+        patch = self.model.config.vision_config.patch_size
+        height, width = self.bank.frames.shape[2:4]
+        return torch.tensor([[frames // 2, height // patch, width // patch]] * batch, dtype=torch.long)
+
     @classmethod
     @torch.no_grad()
-    def cached(
-        cls,
-        model: LlavaOnevisionForConditionalGeneration,
-        bank: ClipBank,
-        chunk: int = 256,
-        progress: bool = True,
-    ) -> VisualSource:
-        """Run the (frozen) tower once over every bank frame."""
+    def cached(cls, model: ToyModel, bank: ClipBank, chunk: int = 256, progress: bool = True) -> VisualSource:
+        """Run the (frozen) tower once over every bank frame (or training frame pair)."""
+        source = cls(model, bank, None)
+        if source.pairs:
+            k = bank.frames.shape[1]
+            firsts = torch.cat([torch.arange(k - g) for g in PAIR_GAPS])
+            seconds = torch.cat([torch.arange(g, k) for g in PAIR_GAPS])
+            units = torch.stack([firsts, seconds], dim=1)  # (U, 2), in pair_unit's order
+            per_clip = units.shape[0]
+            parts = []
+            step = max(1, chunk // per_clip)
+            for start in tqdm(range(0, len(bank), step), desc="tower cache", disable=not progress):
+                clips = torch.arange(start, min(start + step, len(bank)))
+                frames = bank.frames[clips[:, None, None], units[None]]  # (C, U, 2, H, W, 3)
+                hidden = tower_hidden(model, to_pixels(frames.flatten(0, 1)))
+                parts.append(hidden.half().reshape(len(clips), per_clip, *hidden.shape[1:]))
+            source.cache = torch.cat(parts)
+            return source
         frames = bank.frames.reshape(-1, *bank.frames.shape[2:])
         parts = []
         for start in tqdm(range(0, frames.shape[0], chunk), desc="tower cache", disable=not progress):
             parts.append(tower_hidden(model, to_pixels(frames[start : start + chunk])).half())
-        cache = torch.cat(parts).reshape(*bank.frames.shape[:2], *parts[0].shape[1:])
-        return cls(model, bank, cache)
+        source.cache = torch.cat(parts).reshape(*bank.frames.shape[:2], *parts[0].shape[1:])
+        return source
 
     def hidden(self, clips: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
-        """``(B * F, P * P, Dv)`` for bank frames ``picks (B, F)`` of ``clips (B,)``."""
+        """Tower outputs for bank frames ``picks (B, F)`` of ``clips (B,)``: ``(B * F, P * P, Dv)``,
+        or ``(B * F / 2, N_p, Dv)`` for consecutive pairs of picks (Qwen2-VL)."""
+        if self.pairs:
+            first, second = picks[:, 0::2], picks[:, 1::2]
+            unit = self.pair_unit(first, second)
+            if self.cache is not None and bool((unit >= 0).all()):
+                return self.cache[clips[:, None], unit].flatten(0, 1).float()
+            frames = self.bank.frames[clips[:, None], picks]  # (B, F, H, W, 3)
+            pairs = frames.reshape(-1, 2, *frames.shape[2:])
+            return tower_hidden(self.model, to_pixels(pairs))
         if self.cache is not None:
             return self.cache[clips[:, None], picks].flatten(0, 1).float()
         frames = self.bank.frames[clips[:, None], picks].flatten(0, 1)
@@ -105,30 +192,49 @@ class VisualSource:
 
 
 def language_logits(
-    model: LlavaOnevisionForConditionalGeneration,
+    model: ToyModel,
     batch: TextBatch,
     visual: torch.Tensor,
     positions: torch.Tensor,
+    grid_thw: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Logits ``(M, vocab)`` at the boolean ``positions (B, N)`` of the batch, video features in place."""
+    """Logits ``(M, vocab)`` at the boolean ``positions (B, N)`` of the batch, video features in place.
+
+    Qwen2-VL needs ``grid_thw (B, 3)`` (:meth:`VisualSource.grid_thw`) for its M-RoPE positions.
+    """
     video_id = int(model.config.video_token_id)
     embeds = model.get_input_embeddings()(batch.input_ids)
     slots = (batch.input_ids == video_id).unsqueeze(-1)
     embeds = embeds.masked_scatter(slots, visual.to(embeds.dtype))
+    extra = {}
+    if is_qwen(model):
+        if grid_thw is None:
+            raise ValueError("Qwen2-VL's positions need the video grid (grid_thw)")
+        types = (batch.input_ids == video_id).long() * 2  # the processors' video modality type
+        extra["position_ids"], _ = model.model.get_rope_index(
+            batch.input_ids, mm_token_type_ids=types, video_grid_thw=grid_thw,
+            attention_mask=batch.attention_mask,
+        )  # fmt: skip
     hidden = model.model.language_model(
-        inputs_embeds=embeds, attention_mask=batch.attention_mask, use_cache=False
+        inputs_embeds=embeds, attention_mask=batch.attention_mask, use_cache=False, **extra
     ).last_hidden_state
     return model.lm_head(hidden[positions])
 
 
-def lm_loss(
-    model: LlavaOnevisionForConditionalGeneration, batch: TextBatch, source: VisualSource
+def batch_logits(
+    model: ToyModel, batch: TextBatch, source: VisualSource, positions: torch.Tensor
 ) -> torch.Tensor:
+    """Logits at ``positions`` of a batch whose video features come from ``source``."""
+    count, frames = batch.picks.shape
+    visual = video_tokens(model, source.hidden(batch.clips, batch.picks), count, frames)
+    grid = source.grid_thw(count, frames) if source.pairs else None
+    return language_logits(model, batch, visual, positions, grid)
+
+
+def lm_loss(model: ToyModel, batch: TextBatch, source: VisualSource) -> torch.Tensor:
     """Cross-entropy of the answer tokens of a batch."""
-    frames = batch.picks.shape[1]
-    visual = video_tokens(model, source.hidden(batch.clips, batch.picks), len(batch.clips), frames)
     supervised = batch.labels != -100
-    logits = language_logits(model, batch, visual, supervised)
+    logits = batch_logits(model, batch, source, supervised)
     return F.cross_entropy(logits, batch.labels[supervised])
 
 
@@ -217,9 +323,7 @@ def _params(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
     return [p for module in modules for p in module.parameters()]
 
 
-def fixed_parameters(
-    model: LlavaOnevisionForConditionalGeneration, config: ToyPretrainConfig
-) -> list[nn.Parameter]:
+def fixed_parameters(model: ToyModel, config: ToyPretrainConfig) -> list[nn.Parameter]:
     """Parameters no stage trains: the tower's position table when it is a fixed sine-cosine one."""
     if config.vision_positions == "sincos":
         return [model.model.vision_tower.embeddings.position_embedding.weight]
@@ -322,7 +426,7 @@ def _encode_texts(
 
 
 def stage1_vision(
-    model: LlavaOnevisionForConditionalGeneration,
+    model: ToyModel,
     tokenizer: PreTrainedTokenizerFast,
     sampler: Sampler,
     held_out: Sampler,
@@ -335,38 +439,54 @@ def stage1_vision(
     text = TextEncoder(len(tokenizer), sizes.clip_text_hidden, sizes.clip_text_layers, sizes.clip_embed_dim)
     head = ImageHead(sizes.vision_hidden, sizes.clip_embed_dim)
     contrast = SigmoidContrast()
-    tower = model.model.vision_tower
+    pairs = is_qwen(model)
     params = [
-        *_trainable(model, [tower], fixed=fixed_parameters(model, config)),
+        *_trainable(model, tower_modules(model), fixed=fixed_parameters(model, config)),
         *text.parameters(),
         *head.parameters(),
         *contrast.parameters(),
     ]
 
+    def views(
+        source: Sampler, batch: int, negatives: int, zoom: float
+    ) -> tuple[torch.Tensor, list[str], list[str]]:
+        """Pixels of a batch of frames (or frame pairs), their descriptions and hard negatives."""
+        if pairs:
+            rows, texts, hard = source.pair_batch(batch, negatives, zoom)
+            return to_pixels(source.pair_pixels(rows)), texts, hard
+        rows, texts, hard = source.frame_batch(batch, negatives, zoom)
+        return to_pixels(source.frame_pixels(rows)), texts, hard
+
     def loss_fn(step: int) -> torch.Tensor:
-        rows, texts, negatives = sampler.frame_batch(
-            config.stage1.batch, config.stage1_negatives, config.stage1_zoom
+        pixels, texts, negatives = views(
+            sampler, config.stage1.batch, config.stage1_negatives, config.stage1_zoom
         )
-        images = head(tower_hidden(model, to_pixels(sampler.frame_pixels(rows))))
+        images = head(tower_hidden(model, pixels))
         return contrast(images, text(*_encode_texts(tokenizer, texts + negatives)))
 
     model.train()
     result = optimise(params, config.stage1, loss_fn, "stage 1 vision", log, progress)
     model.eval()
 
-    # Held-out frames: does the true description beat the same one with a shape changed, and is it
-    # the best of the batch's descriptions?
+    # Held-out views: does the true description beat the same one with a shape changed (and, for
+    # frame pairs, with a motion swapped or changed), and is it the best of the batch's descriptions?
     with torch.no_grad():
-        rows, texts, negatives = held_out.frame_batch(256, 1)
-        pixels = to_pixels(held_out.frame_pixels(rows))
+        pixels, texts, negatives = views(held_out, 256, 2 if pairs else 1, 0.0)
         logits = contrast.logits(
             head(tower_hidden(model, pixels)), text(*_encode_texts(tokenizer, texts + negatives))
         )
-        n = rows.shape[0]
-        binding = float((logits.diagonal() > logits[:, n:].diagonal()).float().mean())
-        top1 = float((logits[:, :n].argmax(1) == torch.arange(n)).float().mean())
-    metrics = {**result.summary(), "held_out_binding_accuracy": binding, "held_out_retrieval_top1": top1}
-    log({"stage": "stage 1 vision", "held_out": {"binding_accuracy": binding, "retrieval_top1": top1}})
+        n = pixels.shape[0]
+
+        def beats(round_: int) -> float:
+            wrong = logits[:, n * (round_ + 1) : n * (round_ + 2)].diagonal()
+            return float((logits.diagonal() > wrong).float().mean())
+
+        held = {"binding_accuracy": beats(1 if pairs else 0)}
+        if pairs:
+            held["motion_binding_accuracy"] = beats(0)
+        held["retrieval_top1"] = float((logits[:, :n].argmax(1) == torch.arange(n)).float().mean())
+    metrics = {**result.summary(), **{f"held_out_{k}": v for k, v in held.items()}}
+    log({"stage": "stage 1 vision", "held_out": held})
     return metrics
 
 
@@ -379,7 +499,7 @@ def _frames(rng: np.random.Generator, choices: Sequence[int]) -> int:
 
 @torch.no_grad()
 def caption_scores(
-    model: LlavaOnevisionForConditionalGeneration,
+    model: ToyModel,
     held_out: Sampler,
     source: VisualSource,
     frames: int,
@@ -388,9 +508,8 @@ def caption_scores(
 ) -> dict:
     """Held-out caption loss and next-token accuracy (teacher forced)."""
     batch = held_out.caption_batch(count, frames, weights, 1)
-    visual = video_tokens(model, source.hidden(batch.clips, batch.picks), count, frames)
     supervised = batch.labels != -100
-    logits = language_logits(model, batch, visual, supervised)
+    logits = batch_logits(model, batch, source, supervised)
     targets = batch.labels[supervised]
     return {
         "caption_loss": float(F.cross_entropy(logits, targets)),
@@ -399,7 +518,7 @@ def caption_scores(
 
 
 def stage2_align(
-    model: LlavaOnevisionForConditionalGeneration,
+    model: ToyModel,
     sampler: Sampler,
     held_out: Sampler,
     source: VisualSource,
@@ -410,9 +529,9 @@ def stage2_align(
 ) -> dict:
     """Captions: projector (and newline) alone, then with the language model."""
     rng = np.random.default_rng([config.seed, 2])
-    vision = [model.model.vision_tower] if "stage2" in config.train_vision else []
-    projector_parts = [model.model.multi_modal_projector]
-    newline = [model.model.image_newline]
+    vision = tower_modules(model) if "stage2" in config.train_vision else []
+    projector_parts = projector_modules(model)
+    newline = newline_parameters(model)
 
     def captions(batch: int) -> Callable[[int], torch.Tensor]:
         def loss_fn(step: int) -> torch.Tensor:
@@ -443,7 +562,7 @@ def stage2_align(
 
 @torch.no_grad()
 def quick_vqa(
-    model: LlavaOnevisionForConditionalGeneration,
+    model: ToyModel,
     tokenizer: PreTrainedTokenizerFast,
     source: VisualSource,
     questions: Sequence[tuple[int, np.ndarray, Question]],
@@ -461,11 +580,10 @@ def quick_vqa(
         part = questions[start : start + chunk]
         convs = [[(q.text, "yes")] for _, _, q in part]
         batch = collate(tokenizer, [c for c, _, _ in part], [p for _, p, _ in part], convs, num_visual)
-        visual = video_tokens(model, source.hidden(batch.clips, batch.picks), len(part), batch.picks.shape[1])
         positions = torch.zeros_like(batch.input_ids, dtype=torch.bool)
         for row, answers in enumerate(batch.answer_positions):
             positions[row, answers[0]] = True
-        logits = language_logits(model, batch, visual, positions)
+        logits = batch_logits(model, batch, source, positions)
         said = (logits[:, yes_id] > logits[:, no_id]).tolist()
         records.extend((q, bool(s)) for (_, _, q), s in zip(part, said, strict=True))
     return vqa_summary(records)
@@ -502,7 +620,7 @@ def phase_at(curriculum: Sequence[CurriculumPhase], fraction: float) -> Curricul
 
 
 def stage3_instruct(
-    model: LlavaOnevisionForConditionalGeneration,
+    model: ToyModel,
     tokenizer: PreTrainedTokenizerFast,
     sampler: Sampler,
     source: VisualSource,
@@ -536,10 +654,10 @@ def stage3_instruct(
             history.append({"step": step + 1, **scores})
             log({"stage": "stage 3", "step": step + 1, "held_out": scores})
 
-    vision = [model.model.vision_tower] if "stage3" in config.train_vision else []
-    parts = [model.model.multi_modal_projector, model.model.language_model, model.lm_head, *vision]
+    vision = tower_modules(model) if "stage3" in config.train_vision else []
+    parts = [*projector_modules(model), model.model.language_model, model.lm_head, *vision]
     model.train()
-    result = optimise(_trainable(model, parts, [model.model.image_newline], fixed_parameters(model, config)), schedule, loss_fn,
+    result = optimise(_trainable(model, parts, newline_parameters(model), fixed_parameters(model, config)), schedule, loss_fn,
                       "stage 3 instruct", log, progress, on_step, _params(vision), config.vision_lr_scale)  # fmt: skip
     model.eval()
     scores = quick_vqa(model, tokenizer, held_out_source, questions, num_visual)
@@ -553,19 +671,25 @@ __all__ = [
     "SigmoidContrast",
     "StageResult",
     "TextEncoder",
+    "ToyModel",
     "VisualSource",
+    "batch_logits",
     "caption_scores",
     "fixed_parameters",
+    "is_qwen",
     "language_logits",
     "lm_loss",
+    "newline_parameters",
     "optimise",
     "phase_at",
+    "projector_modules",
     "quick_vqa",
     "stage1_vision",
     "stage2_align",
     "stage3_instruct",
     "to_pixels",
     "tower_hidden",
+    "tower_modules",
     "video_tokens",
     "vqa_groups",
     "vqa_summary",

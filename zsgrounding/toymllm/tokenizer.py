@@ -6,6 +6,11 @@ an id. A prompt is rendered as LLaVA-OneVision's Qwen2 template renders it::
 
     <|im_start|>user\\n<video>\\n{question}<|im_end|>\\n<|im_start|>assistant\\n
 
+or, for the Qwen2-VL family, as Qwen2-VL's template does (the video between its markers, the
+question right after)::
+
+    <|im_start|>user\\n<|vision_start|><|video_pad|><|vision_end|>{question}<|im_end|>\\n...
+
 Training builds its token ids piece by piece (:func:`encode_conversation`), so the labels can be
 placed on the answers only; a test checks the pieces against the template.
 """
@@ -16,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from zsgrounding.datasets.toyworld import ACTIONS, COLOURS, SHAPES, SIZES
 
@@ -26,6 +31,11 @@ IM_END = "<|im_end|>"
 IMAGE = "<image>"
 VIDEO = "<video>"
 SPECIAL_TOKENS = (PAD, IM_START, IM_END, IMAGE, VIDEO)
+VISION_START = "<|vision_start|>"
+VISION_END = "<|vision_end|>"
+IMAGE_PAD = "<|image_pad|>"
+VIDEO_PAD = "<|video_pad|>"
+QWEN_SPECIAL_TOKENS = (PAD, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD)
 UNK = "[UNK]"
 
 # Template and question words; the toy world's own words are added from its tables.
@@ -59,6 +69,14 @@ CHAT_TEMPLATE = (
 )
 
 
+def _template(video_text: str) -> str:
+    return CHAT_TEMPLATE.replace("'<video>\\n'", repr(video_text))
+
+
+QWEN_CHAT_TEMPLATE = _template(f"{VISION_START}{VIDEO_PAD}{VISION_END}")
+"""The same template with Qwen2-VL's rendering of a video part (no line break after it)."""
+
+
 def vocabulary() -> list[str]:
     """The word tokens in id order (``[UNK]`` first); special tokens are added after them."""
     words = [*BASE_WORDS, *SIZES, *COLOURS, *SHAPES]
@@ -68,8 +86,15 @@ def vocabulary() -> list[str]:
     return [UNK, *dict.fromkeys(word.lower() for word in words)]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level fast tokenizer: lower-cased, spaces dropped, line breaks and punctuation kept."""
+def build_tokenizer(family: str = "llava_onevision") -> PreTrainedTokenizerFast:
+    """Word-level fast tokenizer: lower-cased, spaces dropped, line breaks and punctuation kept.
+
+    ``family`` picks the special tokens and chat template: ``llava_onevision`` (``<video>``) or
+    ``qwen2_vl`` (``<|vision_start|><|video_pad|><|vision_end|>``).
+    """
+    if family not in ("llava_onevision", "qwen2_vl"):
+        raise ValueError(f"unknown model family {family!r}")
+    qwen = family == "qwen2_vl"
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocabulary())}, unk_token=UNK))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Sequence(
@@ -82,15 +107,23 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token=UNK, pad_token=PAD, eos_token=IM_END
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
-    tokenizer.chat_template = CHAT_TEMPLATE
+    specials = QWEN_SPECIAL_TOKENS if qwen else SPECIAL_TOKENS
+    tokenizer.add_special_tokens({"additional_special_tokens": list(specials[1:])})
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE if qwen else CHAT_TEMPLATE
     tokenizer.model_max_length = 4096
     return tokenizer
 
 
-def user_turn(question: str, with_video: bool) -> str:
+def video_placeholder(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The token the video expands from: ``<|video_pad|>`` in a Qwen2-VL tokenizer, else ``<video>``."""
+    return VIDEO_PAD if VIDEO_PAD in tokenizer.get_vocab() else VIDEO
+
+
+def user_turn(question: str, with_video: bool, placeholder: str = VIDEO) -> str:
     """Template text of one user turn plus the assistant header (the generation prompt)."""
-    video = f"{VIDEO}\n" if with_video else ""
+    video = ""
+    if with_video:
+        video = f"{VISION_START}{VIDEO_PAD}{VISION_END}" if placeholder == VIDEO_PAD else f"{VIDEO}\n"
     return f"{IM_START}user\n{video}{question}{IM_END}\n{IM_START}assistant\n"
 
 
@@ -126,13 +159,16 @@ def encode_conversation(
     """
     if not turns:
         raise ValueError("a conversation needs at least one turn")
-    video_id = tokenizer.convert_tokens_to_ids(VIDEO)
+    placeholder = video_placeholder(tokenizer)
+    video_id = tokenizer.convert_tokens_to_ids(placeholder)
     ids: list[int] = []
     targets: list[int] = []  # target of each position: the next token, where it is supervised
     answer_positions: list[int] = []
     video_start = -1
     for index, (question, answer) in enumerate(turns):
-        prompt = tokenizer(user_turn(question, with_video=index == 0), add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(user_turn(question, index == 0, placeholder), add_special_tokens=False)[
+            "input_ids"
+        ]
         if index == 0:
             slot = prompt.index(video_id)
             prompt = prompt[:slot] + [video_id] * num_visual + prompt[slot + 1 :]
@@ -151,11 +187,14 @@ def encode_conversation(
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "QWEN_CHAT_TEMPLATE",
+    "QWEN_SPECIAL_TOKENS",
     "SPECIAL_TOKENS",
     "EncodedConversation",
     "answer_text",
     "build_tokenizer",
     "encode_conversation",
     "user_turn",
+    "video_placeholder",
     "vocabulary",
 ]

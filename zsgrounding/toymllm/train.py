@@ -1,4 +1,4 @@
-"""Pretrain the toy MLLM end to end and save it as a LLaVA-OneVision checkpoint directory.
+"""Pretrain the toy MLLM end to end and save it as a LLaVA-OneVision (or Qwen2-VL) checkpoint directory.
 
 ``pretrain(out_dir, config)`` renders the clip banks, runs the three stages of
 :mod:`zsgrounding.toymllm.stages` and writes what ``zsgrounding.mllm.load_adapter(out_dir)``
@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    Qwen2VLForConditionalGeneration,
+)
 
 from zsgrounding.toymllm.config import QUESTION_KINDS, ToyPretrainConfig
 from zsgrounding.toymllm.data import Sampler, build_bank, held_out_questions
-from zsgrounding.toymllm.stages import VisualSource, stage1_vision, stage2_align, stage3_instruct
+from zsgrounding.toymllm.stages import ToyModel, VisualSource, stage1_vision, stage2_align, stage3_instruct
 from zsgrounding.toymllm.tokenizer import build_tokenizer
 
 STAGES = ("stage1", "stage2", "stage3")
@@ -43,11 +47,13 @@ class JsonLog:
             handle.write(json.dumps(line) + "\n")
 
 
-def build_model(
-    config: ToyPretrainConfig, tokenizer: PreTrainedTokenizerFast
-) -> LlavaOnevisionForConditionalGeneration:
-    """A freshly initialised toy model (seeded by ``config.seed``)."""
+def build_model(config: ToyPretrainConfig, tokenizer: PreTrainedTokenizerFast) -> ToyModel:
+    """A freshly initialised toy model of ``config.model.family`` (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
+    if config.model.family == "qwen2_vl":
+        model = Qwen2VLForConditionalGeneration(config.model.model_config(tokenizer))
+        model.config.text_config._attn_implementation = "sdpa"
+        return model.eval()
     model = LlavaOnevisionForConditionalGeneration(config.model.llava_config(tokenizer))
     model.config.text_config._attn_implementation = "sdpa"
     if config.vision_positions == "sincos":
@@ -80,7 +86,31 @@ def sincos_positions(rows: int, cols: int, dim: int) -> torch.Tensor:
 
 
 def preprocessor_settings(config: ToyPretrainConfig) -> dict[str, Any]:
-    """``preprocessor_config.json``: SigLIP normalisation at the tower's square size, bicubic."""
+    """``preprocessor_config.json``: ``(x / 255 - 0.5) / 0.5`` normalisation, bicubic resizing.
+
+    LLaVA-OneVision: frames squeezed to the tower's square size. Qwen2-VL: the pixel bounds make
+    the processors' ``smart_resize`` keep a native toy frame at ``frame_size`` (what training saw).
+    """
+    if config.model.family == "qwen2_vl":
+        height, width = config.model.frame_size
+        factor = 2 * config.model.patch_size
+        return {
+            "image_processor_type": "Qwen2VLImageProcessor",
+            "processor_class": "Qwen2VLProcessor",
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "resample": 3,
+            "rescale_factor": 1 / 255,
+            "min_pixels": factor * factor,
+            "max_pixels": height * width,
+            "patch_size": config.model.patch_size,
+            "temporal_patch_size": 2,
+            "merge_size": 2,
+            "do_resize": True,
+            "do_rescale": True,
+            "do_normalize": True,
+            "do_convert_rgb": True,
+        }
     size = config.model.image_size
     return {
         "image_processor_type": "LlavaOnevisionImageProcessor",
@@ -99,7 +129,7 @@ def preprocessor_settings(config: ToyPretrainConfig) -> dict[str, Any]:
 
 def save_checkpoint(
     out_dir: Path,
-    model: LlavaOnevisionForConditionalGeneration,
+    model: ToyModel,
     tokenizer: PreTrainedTokenizerFast,
     config: ToyPretrainConfig,
 ) -> None:
@@ -158,9 +188,9 @@ def pretrain(
     started = time.perf_counter()
     log({"event": "start", "config": config_json})
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(cfg.model.family)
     model = build_model(cfg, tokenizer)
-    size = cfg.model.image_size
+    size = cfg.model.bank_size
     t0 = time.perf_counter()
     train_bank = build_bank(cfg.world, cfg.train_start, cfg.train_clips, cfg.bank_frames, size,
                             cfg.chroma_augment, cfg.seed, progress, "train clips")  # fmt: skip

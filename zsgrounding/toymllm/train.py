@@ -91,39 +91,35 @@ def preprocessor_settings(config: ToyPretrainConfig) -> dict[str, Any]:
     LLaVA-OneVision: frames squeezed to the tower's square size. Qwen2-VL: the pixel bounds make
     the processors' ``smart_resize`` keep a native toy frame at ``frame_size`` (what training saw).
     """
+    common = {
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "do_resize": True,
+        "do_rescale": True,
+        "do_normalize": True,
+        "do_convert_rgb": True,
+    }
     if config.model.family == "qwen2_vl":
         height, width = config.model.frame_size
         factor = 2 * config.model.patch_size
         return {
             "image_processor_type": "Qwen2VLImageProcessor",
             "processor_class": "Qwen2VLProcessor",
-            "image_mean": [0.5, 0.5, 0.5],
-            "image_std": [0.5, 0.5, 0.5],
-            "resample": 3,
-            "rescale_factor": 1 / 255,
+            **common,
             "min_pixels": factor * factor,
             "max_pixels": height * width,
             "patch_size": config.model.patch_size,
             "temporal_patch_size": 2,
             "merge_size": 2,
-            "do_resize": True,
-            "do_rescale": True,
-            "do_normalize": True,
-            "do_convert_rgb": True,
         }
     size = config.model.image_size
     return {
         "image_processor_type": "LlavaOnevisionImageProcessor",
         "processor_class": "LlavaOnevisionProcessor",
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
-        "resample": 3,
-        "rescale_factor": 1 / 255,
+        **common,
         "size": {"height": size, "width": size},
-        "do_resize": True,
-        "do_rescale": True,
-        "do_normalize": True,
-        "do_convert_rgb": True,
     }
 
 

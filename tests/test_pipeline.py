@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import N_LAYERS, save_tiny_llava
+from tiny_models import N_LAYERS, save_tiny_llava, save_tiny_qwen_vl
 
 from zsgrounding.datasets import load_dataset
 from zsgrounding.datasets.toyworld import CaptionParts, ToyWorldConfig, make_dataset
@@ -105,6 +105,25 @@ def test_every_table2_row_runs(adapter, toy_dir: Path, row: str) -> None:
     expected_token = "mean" if row == "mean" else None
     if expected_token:
         assert result.extras["grounding_token"]["spatial"] == "mean"
+
+
+@pytest.fixture(scope="module")
+def qwen_adapter(tmp_path_factory: pytest.TempPathFactory):
+    return load_adapter(save_tiny_qwen_vl(tmp_path_factory.mktemp("qwen"), "qwen2_vl"), num_frames=NUM_FRAMES)
+
+
+@pytest.mark.parametrize("row", ["gti", "full"])
+def test_qwen2_vl_grounds_on_frame_pairs(qwen_adapter, toy_dir: Path, row: str) -> None:
+    # Qwen2-VL's maps have one grid frame per frame pair: the tube is scored on the pairs' first
+    # frames, and TAS's reversed input pairs the same frames.
+    sample = load_dataset("toy", toy_dir)[0]
+    result = _grounder(qwen_adapter, toy_dir, **TABLE2[row]).ground_sample(sample)
+    clip = sample_uniform(sample.video, NUM_FRAMES)
+    h, w = qwen_adapter.grid_shape_for(clip.height, clip.width)
+    assert result.evidence.shape == (NUM_FRAMES // 2, h, w)
+    np.testing.assert_array_equal(result.sampled_frame_ids, clip.frame_ids[0::2])
+    assert result.chosen_track is not None and len(result.tube) > 0
+    assert 0 <= result.tube.start < result.tube.end <= clip.num_frames
 
 
 def test_plain_evidence_is_the_captured_attention_of_the_chosen_token(adapter, toy_dir: Path) -> None:

@@ -90,14 +90,16 @@ def run_pilot(
         maps = prepared.to_grid(out.attention.mean()).numpy()
         if names is None:
             names = list(prepared.special_tokens)
+        # The maps' frames: the sampled ones, or one per frame pair (Qwen2-VL's temporal patches).
+        grid_frames = np.asarray(prepared.frame_ids.cpu(), dtype=np.int64)
         proposals = None
         tracks = tracks_for(sample, clip) if tracks_for is not None else None
         if tracks:
-            proposals = np.stack([t.boxes_at(clip.frame_ids) for t in tracks])
+            proposals = np.stack([t.boxes_at(grid_frames) for t in tracks])
         records.append(
             PilotSample(
                 maps=maps,
-                gt_boxes=sample.gt.tube.boxes_at(clip.frame_ids),
+                gt_boxes=sample.gt.tube.boxes_at(grid_frames),
                 width=clip.width,
                 height=clip.height,
                 proposals=proposals,

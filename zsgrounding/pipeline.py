@@ -230,10 +230,12 @@ class ZeroShotGrounder:
         t_pick = select_grounding_token(temporal.maps, cfg.gti, cfg.fixed_index)
         s_evidence = np.asarray(s_pick.evidence, dtype=np.float64)
         t_evidence = np.asarray(t_pick.evidence, dtype=np.float64)
+        # The maps' frames: the sampled ones, or one per frame pair (Qwen2-VL's temporal patches).
+        grid_frames = spatial.frame_ids if spatial.frame_ids is not None else clip.frame_ids
         result = self.scorer.ground(
             s_evidence,
             tracks,
-            clip.frame_ids,
+            grid_frames,
             clip.num_frames,
             clip.width,
             clip.height,
@@ -314,6 +316,7 @@ class ZeroShotGrounder:
             scores=[_lra_summary(t) for t in tuned],
             # TAS's two latents share one batch: count its backward time once.
             backward_seconds=tuned[0].seconds["backward"],
+            frame_ids=np.asarray(prepared.frame_ids.cpu(), dtype=np.int64),
         )
 
     def ground_sample(self, sample: Sample, tracks: TrackSource = None) -> GroundingResult:
@@ -330,12 +333,16 @@ class QuestionMaps:
         token_names: the ``S`` special tokens.
         scores: per tuned latent (two with TAS: forward, reversed), the yes/no contrast before
             and after tuning and whether the non-finite guard fired.
+        backward_seconds: time of the LRA backward passes.
+        frame_ids: ``(T,)`` native frame of each grid frame: the sampled frames, or the first
+            frame of each frame pair for a tower with temporal patches (Qwen2-VL).
     """
 
     maps: np.ndarray
     token_names: list[str]
     scores: list[dict[str, Any]]
     backward_seconds: float = 0.0
+    frame_ids: np.ndarray | None = None
 
 
 def _lra_summary(result: Any) -> dict[str, Any]:

@@ -525,7 +525,7 @@ def question_swap(
             evidence.append(ev)
             scores.append(
                 score_tracks(
-                    ev, tracks, clip.frame_ids, clip.width, clip.height, scorer.weighting, scorer.use_masks
+                    ev, tracks, maps.frame_ids, clip.width, clip.height, scorer.weighting, scorer.use_masks
                 )
             )
         outcomes.append(swap_outcome(scores[0], scores[1], index_a, index_b, evidence[0], evidence[1]))
@@ -824,7 +824,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         adapter = load_adapter(model_path, num_frames=args.num_frames)
         text_config = getattr(adapter.model.config, "text_config", adapter.model.config)
         num_layers = int(text_config.num_hidden_layers)
-        grid = tuple(int(v) for v in adapter.grid_shape)
+        world = ToyWorldConfig()
+        # Qwen2-VL's grid follows the frame size (one token grid per frame pair); the others' is fixed.
+        by_size = getattr(adapter, "grid_shape_for", None)
+        shape = by_size(world.height, world.width) if by_size is not None else adapter.grid_shape
+        grid = tuple(int(v) for v in shape)
         seconds["setup"] = time.perf_counter() - tick
         cache = MapsCache()
         base = ZeroShotConfig(model=args.model, num_frames=args.num_frames)

@@ -563,11 +563,14 @@ class ClipBank:
         fid = int(self.frame_ids[clip, pick])
         return [(o.size, o.colour, o.shape) for o in self.objects[clip] if o.visible[0] <= fid < o.visible[1]]
 
-    def pair_objects(self, clip: int, first: int, second: int) -> list[PairObject]:
-        """``(size, colour, shape, motion)`` of the objects drawn on bank frames ``first < second``."""
+    def pair_objects(
+        self, clip: int, first: int, second: int, among: Sequence[ToyObject] | None = None
+    ) -> list[PairObject]:
+        """``(size, colour, shape, motion)`` of the objects drawn on bank frames ``first < second``
+        (only those of ``among``, e.g. inside a zoomed window, when given)."""
         ids = self.frame_ids[clip]
         out = []
-        for o in self.objects[clip]:
+        for o in self.objects[clip] if among is None else among:
             motion = pair_motion(o, int(ids[first]), int(ids[second]))
             if motion is not None:
                 out.append((o.size, o.colour, o.shape, motion))
@@ -836,20 +839,16 @@ class Sampler:
             clip = self._clip()
             gap = int(PAIR_GAPS[int(self.rng.integers(len(PAIR_GAPS)))])
             first = int(self.rng.integers(bank_frames - gap))
-            objs = self.bank.pair_objects(clip, first, first + gap)
             view = None
             if p_zoom > 0 and self.rng.random() < p_zoom:
                 view = self._zoom_view(clip, [first, first + gap])
             if view is None:
+                objs = self.bank.pair_objects(clip, first, first + gap)
                 rows.append((clip, first, first + gap, -1.0, -1.0))
                 sizes = True
             else:
                 (wx, wy), inside = view
-                objs = [
-                    o
-                    for o, obj in zip(objs, self._pair_drawn(clip, first, first + gap), strict=True)
-                    if obj in inside
-                ]
+                objs = self.bank.pair_objects(clip, first, first + gap, inside)
                 rows.append((clip, first, first + gap, wx, wy))
                 sizes = False
             texts.append(pair_description(self.rng, objs, sizes))
@@ -863,15 +862,6 @@ class Sampler:
                     changed = [(*a, m) for a, m in zip(attributes, motions, strict=True)]
                 hard[r].append(pair_description(self.rng, changed, sizes))
         return torch.tensor(rows, dtype=torch.float64), texts, [t for round_ in hard for t in round_]
-
-    def _pair_drawn(self, clip: int, first: int, second: int) -> list[ToyObject]:
-        """The objects of :meth:`ClipBank.pair_objects` (drawn on either frame), in its order."""
-        ids = self.bank.frame_ids[clip]
-        return [
-            o
-            for o in self.bank.objects[clip]
-            if pair_motion(o, int(ids[first]), int(ids[second])) is not None
-        ]
 
     def pair_pixels(self, rows: torch.Tensor) -> torch.Tensor:
         """``(B, 2, H, W, 3)`` uint8 frame pairs of :meth:`pair_batch` rows (zoomed ones scaled up)."""

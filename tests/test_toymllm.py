@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from cli import cli
+from zsgrounding.assets import TOY_MLLM
 from zsgrounding.datasets.toyworld import (
     ACTIONS,
     COLOURS,
@@ -33,7 +34,12 @@ from zsgrounding.toymllm.data import (
     SeenObject,
     answer,
     build_bank,
+    frame_description,
     make_question,
+    nearby_place,
+    place_list,
+    place_of,
+    place_phrase,
     seen_objects,
 )
 from zsgrounding.toymllm.evaluate import (
@@ -49,7 +55,7 @@ from zsgrounding.toymllm.evaluate import (
     toy_clip,
 )
 from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
-from zsgrounding.toymllm.tokenizer import build_tokenizer, encode_conversation
+from zsgrounding.toymllm.tokenizer import PLACE_WORDS, build_tokenizer, encode_conversation
 from zsgrounding.toymllm.train import build_model, pretrain, sincos_positions
 from zsgrounding.video import uniform_ids
 
@@ -77,7 +83,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, ToyPr
 
 
 def test_tokenizer_encodes_every_toy_text_without_unknowns() -> None:
-    tokenizer = build_tokenizer()
     world = ToyWorldConfig(colours=tuple(COLOURS), shapes=SHAPES)
     texts = [video.caption for video in generate(40, world)]
     texts += [
@@ -88,20 +93,33 @@ def test_tokenizer_encodes_every_toy_text_without_unknowns() -> None:
         for verb in ACTIONS.values()
     ]
     rng = np.random.default_rng(0)
+    place_texts = []  # only a recipe that says places has these words
     for video in generate(20, world, start=500):
-        seen = seen_objects(video.objects, video.num_frames, np.arange(0, video.num_frames, 5))
-        texts += [describe(seen, world) for _, describe in CAPTION_TASKS.values()]
-        texts += [prompt for prompts, _ in CAPTION_TASKS.values() for prompt in prompts]
+        ids = np.arange(0, video.num_frames, 5)
+        seen = seen_objects(video.objects, video.num_frames, ids, (world.width, world.height))
+        for task, (prompts, describe) in CAPTION_TASKS.items():
+            (place_texts if task == "places" else texts).extend([describe(seen, world), *prompts])
+        objects = [(o.size, o.colour, o.shape) for o in seen if o.visible]
+        places = [o.places[0] for o in seen if o.visible]
+        place_texts.append(frame_description(rng, objects, places=places))
         for kind in ("colour", "attr3", "action", "full"):
             for style in range(4):
                 q = make_question(rng, seen, kind, bool(rng.random() < 0.5), world, style=style)
                 if q is not None:
                     texts.append(q.text)
     texts += ["Is there the big red circle in this video?", "yes", "no", "Yes", "No"]
-    unk = tokenizer.unk_token_id
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        assert unk not in ids, text
+    plain, with_places = build_tokenizer(), build_tokenizer(places=True)
+    for tokenizer, known in ((plain, texts), (with_places, texts + place_texts)):
+        for text in known:
+            assert tokenizer.unk_token_id not in tokenizer(text, add_special_tokens=False)["input_ids"], text
+    assert any(plain.unk_token_id in plain(text)["input_ids"] for text in place_texts)
+    assert len(with_places) == len(plain) + len(PLACE_WORDS)
+
+
+def test_default_tokenizer_is_the_shipped_checkpoints() -> None:
+    # The recipe's command reproduces the shipped model only if the ids are the same.
+    shipped = json.loads((TOY_MLLM / "tokenizer.json").read_text())["model"]["vocab"]
+    assert json.loads(build_tokenizer().backend_tokenizer.to_str())["model"]["vocab"] == shipped
 
 
 def test_conversation_pieces_match_the_chat_template() -> None:
@@ -243,6 +261,87 @@ def test_zoomed_stage1_views_describe_only_whole_objects() -> None:
         assert colour == new_colour and shape != new_shape
 
 
+def test_place_phrases_name_the_third_of_the_view() -> None:
+    assert place_phrase(place_of(0.1, 0.1)) == "at the top left"
+    assert place_phrase(place_of(0.9, 0.5)) == "at the right"
+    assert place_phrase(place_of(0.5, 0.95)) == "at the bottom"
+    assert place_phrase(place_of(0.5, 0.5)) == "in the middle"
+    assert place_of(-0.2, 1.3) == (2, 0)  # a centre outside the view: the nearest cell
+    rng = np.random.default_rng(0)
+    for place in [(0, 0), (1, 1), (2, 1)]:
+        moved = {nearby_place(rng, place) for _ in range(200)}
+        assert place not in moved
+        assert all(max(abs(r - place[0]), abs(c - place[1])) == 1 for r, c in moved)
+        assert len(moved) == (3 if place == (0, 0) else 8 if place == (1, 1) else 5)  # every neighbour
+
+
+def _described(text: str) -> Counter:
+    """``{(colour, shape, place words)}`` of a description with places."""
+    out: Counter = Counter()
+    for phrase in text.split(" and "):
+        words = phrase.split()
+        at = words.index("at") if "at" in words else words.index("in")
+        out[(words[at - 2], words[at - 1], " ".join(words[at:]))] += 1
+    return out
+
+
+def test_stage1_places_say_where_each_object_is_in_the_view() -> None:
+    world = ToyWorldConfig()
+    bank = build_bank(world, 0, 30, 3, 96, progress=False)
+    sampler = Sampler(bank, build_tokenizer(), world, TINY, seed=[0, 1])
+    rows, texts, hard = sampler.frame_batch(48, 3, p_zoom=0.5, p_places=1.0)
+    scale = np.array([world.width, world.height, world.width, world.height])
+    checked = 0
+    for i in range(48):
+        clip, pick, x0, y0 = rows[i].tolist()
+        if texts[i] == "nothing":
+            continue
+        fid = int(bank.frame_ids[int(clip), int(pick)])
+        x0, y0, side = (0.0, 0.0, 1.0) if x0 < 0 else (x0, y0, 0.5)
+        expected: Counter = Counter()
+        for obj in bank.objects[int(clip)]:
+            if not obj.visible[0] <= fid < obj.visible[1]:
+                continue
+            x1, y1, x2, y2 = obj.boxes[fid - obj.visible[0]] / scale
+            cx, cy = ((x1 + x2) / 2 - x0) / side, ((y1 + y2) / 2 - y0) / side
+            if side == 1.0 or (0 <= cx <= 1 and 0 <= cy <= 1):
+                expected[(obj.colour, obj.shape, place_phrase(place_of(cx, cy)))] += 1
+        assert _described(texts[i]) == expected
+        # The last round moves exactly one object to a neighbouring place; the others keep theirs.
+        lost = _described(texts[i]) - _described(hard[96 + i])
+        gained = _described(hard[96 + i]) - _described(texts[i])
+        assert len(lost) == len(gained) == 1
+        (colour, shape, _), (new_colour, new_shape, _) = next(iter(lost)), next(iter(gained))
+        assert (colour, shape) == (new_colour, new_shape)
+        checked += 1
+    assert checked > 40
+    # Without places the descriptions say none.
+    _, texts, _ = sampler.frame_batch(16, 2, p_zoom=0.5)
+    assert not any(w in t.split() for t in texts for w in ("at", "middle"))
+
+
+def test_place_captions_follow_each_object_from_its_first_to_its_last_frame() -> None:
+    world = ToyWorldConfig()
+    bank = build_bank(world, 0, 20, 8, 96, progress=False)
+    moved = 0
+    for clip in range(len(bank)):
+        picks = np.arange(8)
+        seen = bank.seen(clip, picks)
+        text = place_list(seen, world)
+        visible = [o for o in seen if o.visible]
+        assert text.count(" , ") == len(visible) - 1
+        ids = bank.frame_ids[clip]
+        plain = seen_objects(bank.objects[clip], int(bank.num_frames[clip]), ids)
+        for source, obj, bare in zip(bank.objects[clip], seen, plain, strict=True):
+            assert bare.places == ()  # no frame size, no places
+            assert len(obj.places) == sum(source.visible[0] <= f < source.visible[1] for f in ids)
+            if obj.visible and obj.places[0] != obj.places[-1]:
+                assert f"{place_phrase(obj.places[0])} then {place_phrase(obj.places[-1])}" in text
+                moved += 1
+    assert moved > 5
+    assert CAPTION_TASKS["places"][1] is place_list
+
+
 # ---------------------------------------------------------------------------------------- model paths
 
 
@@ -338,6 +437,8 @@ def test_train_vision_refuses_unknown_stages() -> None:
         tiny_recipe(train_vision=("stage1",))
     with pytest.raises(ValueError, match="vision_positions is 'learned' or 'sincos'"):
         tiny_recipe(vision_positions="rope")
+    with pytest.raises(ValueError, match=r"stage1_places is a share in \[0, 1\]"):
+        tiny_recipe(stage1_places=1.5)
 
 
 def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPretrainConfig]) -> None:

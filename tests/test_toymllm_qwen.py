@@ -198,11 +198,17 @@ def test_qwen_training_path_gives_the_adapter_score(tiny_qwen: tuple, tmp_path) 
     torch.testing.assert_close(float(logits[0, yes] - logits[0, no]), score, atol=1e-4, rtol=1e-4)
 
 
-def test_qwen_recipe_refuses_odd_frame_counts_and_fixed_position_tables() -> None:
+def test_qwen_recipe_refuses_odd_frame_counts_fixed_position_tables_and_places() -> None:
     with pytest.raises(ValueError, match="even"):
         quick_qwen(train_frames=(1, 2))
     with pytest.raises(ValueError, match="rotary"):
         quick_qwen(vision_positions="sincos")
+    with pytest.raises(ValueError, match="stage1_places describes single frames"):
+        quick_qwen(stage1_places=0.5)
+    # The full Qwen2-VL recipe keeps its own stage 1 whatever the default recipe's is.
+    full = ToyPretrainConfig.qwen2_vl()
+    assert (full.vision_positions, full.stage1_places, full.stage1_negatives) == ("learned", 0.0, 2)
+    assert "places" not in full.caption_tasks
 
 
 def test_quick_qwen_recipe_runs_through_the_command_and_loads_as_qwen2_vl(tmp_path) -> None:

@@ -248,6 +248,17 @@ def default_curriculum() -> tuple[CurriculumPhase, ...]:
     )
 
 
+QWEN2_VL_SETTINGS: dict[str, Any] = {
+    "vision_positions": "learned",
+    "stage1_places": 0.0,
+    "stage1_negatives": 2,
+    "caption_tasks": {"objects": 1.0, "colours": 1.0, "shapes": 1.0, "actions": 1.0},
+}
+"""Where the Qwen2-VL recipe differs from the default one besides the model: its tower has rotary
+positions, and its frame-pair descriptions say what each object does, not where it is (nor do its
+captions)."""
+
+
 @dataclass(frozen=True)
 class ToyPretrainConfig:
     """The whole recipe: data, the three stages, curriculum and evaluation.
@@ -270,6 +281,9 @@ class ToyPretrainConfig:
         stage1_zoom: share of stage-1 views that are a half-size window around an object, scaled
             up to the whole input (random crops, as image-text pretraining uses): a small shape
             then covers four times the patches.
+        stage1_places: share of stage-1 descriptions that say where each object is in the view
+            ("a red circle at the top left"; a 3 x 3 grid), with the last negative round moving
+            one object to a nearby place: the tower's patches must then keep where they are.
         stage2_projector: alignment with only the projector trained.
         stage2: alignment with projector and language model trained.
         stage3: instruction tuning.
@@ -309,6 +323,7 @@ class ToyPretrainConfig:
     stage1: StageSchedule = field(default_factory=lambda: StageSchedule(1600, 64, 2e-3, warmup=30))
     stage1_negatives: int = 2
     stage1_zoom: float = 0.5
+    stage1_places: float = 0.0
     stage2_projector: StageSchedule = field(default_factory=lambda: StageSchedule(30, 32, 2e-3, warmup=5))
     stage2: StageSchedule = field(default_factory=lambda: StageSchedule(400, 32, 1e-3, warmup=20))
     stage3: StageSchedule = field(default_factory=lambda: StageSchedule(2000, 32, 1e-3, warmup=30))
@@ -335,9 +350,13 @@ class ToyPretrainConfig:
                 problems.append(f"unknown question kinds {unknown}")
         if unknown := sorted(set(self.train_vision) - {"stage2", "stage3"}):
             problems.append(f"train_vision takes stage2 and stage3, not {unknown}")
+        if not 0.0 <= self.stage1_places <= 1.0:
+            problems.append(f"stage1_places is a share in [0, 1], not {self.stage1_places}")
         if self.vision_positions not in ("learned", "sincos"):
             problems.append(f"vision_positions is 'learned' or 'sincos', not {self.vision_positions!r}")
         if self.model.family == "qwen2_vl":
+            if self.stage1_places:
+                problems.append("stage1_places describes single frames: the Qwen2-VL recipe takes 0")
             if self.vision_positions != "learned":
                 problems.append("the Qwen2-VL tower has rotary positions: vision_positions must be 'learned'")
             if any(f % 2 for f in (*self.train_frames, self.eval_frames)):
@@ -359,6 +378,11 @@ class ToyPretrainConfig:
         data["train_frames"] = list(self.train_frames)
         data["train_vision"] = list(self.train_vision)
         return data
+
+    @property
+    def says_places(self) -> bool:
+        """Whether the recipe's texts say where things are (its tokenizer needs the place words)."""
+        return self.stage1_places > 0 or "places" in self.caption_tasks
 
     @classmethod
     def quick(cls, family: str = "llava_onevision", **overrides: Any) -> ToyPretrainConfig:
@@ -403,6 +427,7 @@ class ToyPretrainConfig:
             "threads": 1,
         }
         if family == "qwen2_vl":
+            settings = {**QWEN2_VL_SETTINGS, **settings}  # the short schedule's own entries win
             settings.update(bank_frames=4, train_frames=(2,), eval_frames=2)
         settings.update(overrides)
         return cls(**settings)
@@ -411,7 +436,11 @@ class ToyPretrainConfig:
     def qwen2_vl(cls, **overrides: Any) -> ToyPretrainConfig:
         """The recipe with a Qwen2-VL model: frame pairs from a 16-frame bank (8 frames are 4 pairs
         with one bank frame between their two frames) at the native toy frame size."""
-        settings: dict[str, Any] = {"model": ToyMLLMConfig(family="qwen2_vl"), "bank_frames": 16}
+        settings: dict[str, Any] = {
+            "model": ToyMLLMConfig(family="qwen2_vl"),
+            "bank_frames": 16,
+            **QWEN2_VL_SETTINGS,
+        }
         settings.update(overrides)
         return cls(**settings)
 

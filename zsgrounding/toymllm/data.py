@@ -60,6 +60,35 @@ ATTRIBUTES = ("size", "colour", "shape")
 # ---------------------------------------------------------------------------------------- facts
 
 
+Place = tuple[int, int]
+"""``(row, column)`` of the 3 x 3 grid over a view that holds an object's centre (0: top / left)."""
+_ROW_WORDS = ("top", "", "bottom")
+_COLUMN_WORDS = ("left", "", "right")
+
+
+def place_of(cx: float, cy: float) -> Place:
+    """The grid cell of a centre at ``cx, cy`` (fractions of the view; outside it: the nearest cell)."""
+    return min(2, max(0, int(cy * 3))), min(2, max(0, int(cx * 3)))
+
+
+def place_phrase(place: Place) -> str:
+    """``"at the top left"``, ``"at the right"``, ``"at the bottom"``, ``"in the middle"``."""
+    words = " ".join(w for w in (_ROW_WORDS[place[0]], _COLUMN_WORDS[place[1]]) if w)
+    return f"at the {words}" if words else "in the middle"
+
+
+def nearby_place(rng: np.random.Generator, place: Place) -> Place:
+    """Another cell next to ``place`` (sharing a side or a corner): a stage-1 hard negative."""
+    row, col = place
+    cells = [
+        (r, c)
+        for r in range(max(0, row - 1), min(3, row + 2))
+        for c in range(max(0, col - 1), min(3, col + 2))
+        if (r, c) != place
+    ]
+    return cells[int(rng.integers(len(cells)))]
+
+
 @dataclass(frozen=True)
 class SeenObject:
     """One object as a set of sampled frames shows it.
@@ -72,6 +101,8 @@ class SeenObject:
             never asked.
         start: native frame of its first visible sampled frame (orders its actions in captions).
         order: ``(action, native start frame)`` of each shown action, for captions.
+        places: its :data:`Place` on each sampled frame it is drawn on (empty when the frame size
+            was not given).
     """
 
     colour: str
@@ -81,13 +112,20 @@ class SeenObject:
     actions: frozenset[str]
     unsure: frozenset[str]
     order: tuple[tuple[str, int], ...] = ()
+    places: tuple[Place, ...] = ()
 
     def attribute(self, name: str) -> str:
         return {"colour": self.colour, "shape": self.shape, "size": self.size}[name]
 
 
-def seen_objects(objects: Sequence[ToyObject], num_frames: int, frame_ids: np.ndarray) -> list[SeenObject]:
-    """What the sampled native frames ``frame_ids`` (ascending) show of each object."""
+def seen_objects(
+    objects: Sequence[ToyObject],
+    num_frames: int,
+    frame_ids: np.ndarray,
+    frame_size: tuple[int, int] | None = None,
+) -> list[SeenObject]:
+    """What the sampled native frames ``frame_ids`` (ascending) show of each object; given the native
+    ``frame_size`` (width, height), where it is on each of them too."""
     ids = np.asarray(frame_ids)
     out = []
     for obj in objects:
@@ -116,9 +154,21 @@ def seen_objects(objects: Sequence[ToyObject], num_frames: int, frame_ids: np.nd
             unsure.add("stay_still")  # it does something, but not where these frames look
         shown.sort(key=lambda item: item[1])
         actions = frozenset(a for a, _ in shown)
+        places: list[Place] = []
+        if frame_size is not None:
+            for fid in inside.tolist():
+                x1, y1, x2, y2 = obj.boxes[fid - v0]
+                places.append(place_of((x1 + x2) / 2 / frame_size[0], (y1 + y2) / 2 / frame_size[1]))
         out.append(
             SeenObject(
-                obj.colour, obj.shape, obj.size, True, actions, frozenset(unsure - actions), tuple(shown)
+                obj.colour,
+                obj.shape,
+                obj.size,
+                True,
+                actions,
+                frozenset(unsure - actions),
+                tuple(shown),
+                tuple(places),
             )
         )
     return out
@@ -239,26 +289,45 @@ def action_checklist(objects: Sequence[SeenObject], world: ToyWorldConfig) -> st
     return " , ".join(entries) + " ."
 
 
+def place_list(objects: Sequence[SeenObject], world: ToyWorldConfig | None = None) -> str:
+    """Every visible object with where it is on its first sampled frame and, if that differs, on its
+    last: ``"big red circle at the left then in the middle , small blue square at the top ."``."""
+    parts = []
+    for obj in _ranked(objects):
+        if not obj.places:
+            continue
+        first, last = obj.places[0], obj.places[-1]
+        text = f"{obj.size} {obj.colour} {obj.shape} {place_phrase(first)}"
+        parts.append(text if last == first else f"{text} then {place_phrase(last)}")
+    return " , ".join(parts) + " ."
+
+
 CAPTION_TASKS: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "objects": (("describe this video.", "what is in this video?", "describe the video."), caption),
     "colours": (("list the colours.", "describe the colours in this video."), colour_checklist),
     "shapes": (("list the shapes.", "describe the shapes in this video."), shape_checklist),
     "actions": (("list the actions.", "what does each thing do?"), action_checklist),
+    "places": (("where is each thing?", "list the places."), place_list),
 }
 """Stage-2 caption tasks: prompts and the description of the sampled frames they ask for."""
 
 
 def frame_description(
-    rng: np.random.Generator, objects: Sequence[tuple[str, str, str]], sizes: bool = True
+    rng: np.random.Generator,
+    objects: Sequence[tuple[str, str, str]],
+    sizes: bool = True,
+    places: Sequence[Place] | None = None,
 ) -> str:
     """``"a small red circle and a blue square"``: the objects of one frame in random order, each with
-    its size half of the time (never with ``sizes=False``)."""
+    its size half of the time (never with ``sizes=False``) and, given ``places`` (one per object),
+    where it is (``"a red circle at the top left"``)."""
     order = rng.permutation(len(objects))
     phrases = []
     for i in order:
         size, colour, shape = objects[i]
         words = f"{size} {colour} {shape}" if sizes and rng.random() < 0.5 else f"{colour} {shape}"
-        phrases.append(_article(words))
+        phrase = _article(words)
+        phrases.append(phrase if places is None else f"{phrase} {place_phrase(places[i])}")
     return " and ".join(phrases) if phrases else "nothing"
 
 
@@ -543,6 +612,7 @@ class ClipBank:
         num_frames: ``(N,)`` native length ``T`` of each clip.
         objects: each clip's objects (boxes, visibility, motions).
         indices: world index of each clip.
+        native_size: the world's ``(width, height)``, which the objects' boxes are in.
     """
 
     frames: torch.Tensor
@@ -550,18 +620,45 @@ class ClipBank:
     num_frames: np.ndarray
     objects: list[list[ToyObject]]
     indices: list[int]
+    native_size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.objects)
 
     def seen(self, clip: int, picks: np.ndarray) -> list[SeenObject]:
         """What bank frames ``picks`` (ascending) of clip ``clip`` show."""
-        return seen_objects(self.objects[clip], int(self.num_frames[clip]), self.frame_ids[clip, picks])
+        return seen_objects(
+            self.objects[clip], int(self.num_frames[clip]), self.frame_ids[clip, picks], self.native_size
+        )
 
     def frame_objects(self, clip: int, pick: int) -> list[tuple[str, str, str]]:
         """``(size, colour, shape)`` of the objects drawn on bank frame ``pick`` of clip ``clip``."""
         fid = int(self.frame_ids[clip, pick])
         return [(o.size, o.colour, o.shape) for o in self.objects[clip] if o.visible[0] <= fid < o.visible[1]]
+
+    def frame_places(
+        self,
+        clip: int,
+        pick: int,
+        among: Sequence[ToyObject] | None = None,
+        window: tuple[float, float] | None = None,
+    ) -> list[Place]:
+        """The :data:`Place` of each object drawn on bank frame ``pick`` (those of ``among`` when
+        given, in its order; else :meth:`frame_objects`' order), in the half-size ``window`` at that
+        corner (fractions of the frame) when given, else in the whole frame."""
+        if self.native_size is None:
+            raise ValueError("this clip bank was built without the world's frame size")
+        width, height = self.native_size
+        fid = int(self.frame_ids[clip, pick])
+        x0, y0, side = (0.0, 0.0, 1.0) if window is None else (*window, 0.5)
+        out = []
+        for o in self.objects[clip] if among is None else among:
+            if not o.visible[0] <= fid < o.visible[1]:
+                continue
+            x1, y1, x2, y2 = o.boxes[fid - o.visible[0]]
+            cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+            out.append(place_of((cx - x0) / side, (cy - y0) / side))
+        return out
 
     def pair_objects(
         self, clip: int, first: int, second: int, among: Sequence[ToyObject] | None = None
@@ -607,7 +704,9 @@ def build_bank(
         frames[row] = torch.from_numpy(resize_frames(picked, height, width, int(Image.Resampling.BICUBIC)))
         frame_ids[row], lengths[row] = ids, video.num_frames
         objects.append(video.objects)
-    return ClipBank(frames, frame_ids, lengths, objects, list(range(start, start + count)))
+    return ClipBank(
+        frames, frame_ids, lengths, objects, list(range(start, start + count)), (world.width, world.height)
+    )
 
 
 def pick_frames(rng: np.random.Generator, bank_frames: int, count: int) -> np.ndarray:
@@ -791,7 +890,7 @@ class Sampler:
         return None
 
     def frame_batch(
-        self, batch: int, negatives: int = 1, p_zoom: float = 0.0
+        self, batch: int, negatives: int = 1, p_zoom: float = 0.0, p_places: float = 0.0
     ) -> tuple[torch.Tensor, list[str], list[str]]:
         """Stage 1: ``(rows, texts, hard)``.
 
@@ -801,23 +900,37 @@ class Sampler:
         no sizes, which zooming makes meaningless); ``-1`` the whole frame. ``texts``: the views'
         descriptions. ``hard``: ``negatives * B`` descriptions with one attribute of one object
         changed (round ``r`` holds ``hard[r * B : (r + 1) * B]``; round 0 changes a shape, the
-        subtlest cue, later rounds a random attribute)."""
+        subtlest cue, later rounds a random attribute).
+
+        With probability ``p_places`` a view's description says where in the view each object is
+        (:func:`place_phrase`), so the tower's patches must keep their place; the last of two or
+        more rounds then moves one object to a nearby place instead."""
         rows, texts, hard = [], [], [[] for _ in range(negatives)]
         for _ in range(batch):
             clip = self._clip()
             pick = int(self.rng.integers(self.bank.frames.shape[1]))
             view = self._zoom_view(clip, [pick]) if p_zoom > 0 and self.rng.random() < p_zoom else None
+            named = p_places > 0 and self.rng.random() < p_places
             if view is None:
                 objs, sizes = self.bank.frame_objects(clip, pick), True
+                places = self.bank.frame_places(clip, pick) if named else None
                 rows.append((clip, pick, -1.0, -1.0))
             else:
                 (wx, wy), inside = view
                 objs, sizes = [(o.size, o.colour, o.shape) for o in inside], False
+                places = self.bank.frame_places(clip, pick, inside, (wx, wy)) if named else None
                 rows.append((clip, pick, wx, wy))
-            texts.append(frame_description(self.rng, objs, sizes))
+            texts.append(frame_description(self.rng, objs, sizes, places))
             for r in range(negatives):
+                if places and r == negatives - 1 and r > 0:
+                    moved = list(places)
+                    i = int(self.rng.integers(len(moved)))
+                    moved[i] = nearby_place(self.rng, moved[i])
+                    hard[r].append(frame_description(self.rng, objs, sizes, moved))
+                    continue
                 changed = perturbed(self.rng, objs, self.world, "shape" if r == 0 else None, sizes)
-                hard[r].append(frame_description(self.rng, changed, sizes))
+                same = places if places is not None and len(changed) == len(places) else None  # "nothing"
+                hard[r].append(frame_description(self.rng, changed, sizes, same))
         return torch.tensor(rows, dtype=torch.float64), texts, [t for round_ in hard for t in round_]
 
     def pair_batch(

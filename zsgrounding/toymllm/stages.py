@@ -448,13 +448,13 @@ def stage1_vision(
     ]
 
     def views(
-        source: Sampler, batch: int, negatives: int, zoom: float
+        source: Sampler, batch: int, negatives: int, zoom: float, places: float = config.stage1_places
     ) -> tuple[torch.Tensor, list[str], list[str]]:
         """Pixels of a batch of frames (or frame pairs), their descriptions and hard negatives."""
         if pairs:
             rows, texts, hard = source.pair_batch(batch, negatives, zoom)
             return to_pixels(source.pair_pixels(rows)), texts, hard
-        rows, texts, hard = source.frame_batch(batch, negatives, zoom)
+        rows, texts, hard = source.frame_batch(batch, negatives, zoom, places)
         return to_pixels(source.frame_pixels(rows)), texts, hard
 
     def loss_fn(step: int) -> torch.Tensor:
@@ -469,22 +469,27 @@ def stage1_vision(
     model.eval()
 
     # Held-out views: does the true description beat the same one with a shape changed (and, for
-    # frame pairs, with a motion swapped or changed), and is it the best of the batch's descriptions?
+    # frame pairs, with a motion swapped or changed; with places, with an object moved to a nearby
+    # place), and is it the best of the batch's descriptions?
     with torch.no_grad():
-        pixels, texts, negatives = views(held_out, 256, 2 if pairs else 1, 0.0)
-        logits = contrast.logits(
-            head(tower_hidden(model, pixels)), text(*_encode_texts(tokenizer, texts + negatives))
-        )
-        n = pixels.shape[0]
 
-        def beats(round_: int) -> float:
+        def scored(negatives: int, places: float) -> tuple[torch.Tensor, int]:
+            pixels, texts, hard = views(held_out, 256, negatives, 0.0, places)
+            images = head(tower_hidden(model, pixels))
+            return contrast.logits(images, text(*_encode_texts(tokenizer, texts + hard))), pixels.shape[0]
+
+        def beats(logits: torch.Tensor, n: int, round_: int) -> float:
             wrong = logits[:, n * (round_ + 1) : n * (round_ + 2)].diagonal()
             return float((logits.diagonal() > wrong).float().mean())
 
-        held = {"binding_accuracy": beats(1 if pairs else 0)}
+        logits, n = scored(2 if pairs else 1, 0.0)
+        held = {"binding_accuracy": beats(logits, n, 1 if pairs else 0)}
         if pairs:
-            held["motion_binding_accuracy"] = beats(0)
+            held["motion_binding_accuracy"] = beats(logits, n, 0)
         held["retrieval_top1"] = float((logits[:, :n].argmax(1) == torch.arange(n)).float().mean())
+        if config.stage1_places and not pairs:
+            logits, n = scored(2, 1.0)
+            held["place_binding_accuracy"] = beats(logits, n, 1)
     metrics = {**result.summary(), **{f"held_out_{k}": v for k, v in held.items()}}
     log({"stage": "stage 1 vision", "held_out": held})
     return metrics

@@ -51,6 +51,9 @@ BASE_WORDS = (
     "grows", "shrinks", "appears", "leaves", "not", "scene", "frame", "frames", "none", "nothing",
     "colours", "colors", "sizes", "actions", "each", "list", "name", "all", "how", "many", "where", "with",
 )  # fmt: skip
+PLACE_WORDS = ("at", "top", "bottom", "middle", "then", "places")
+"""Words of descriptions and captions that say where things are; only a vocabulary built for a
+recipe that says places has them, so a recipe without keeps its ids (and its seeded model)."""
 
 # Qwen2's chat template without the default system turn. A user turn holds either a plain string
 # or content parts (video / text), which render the same: the video placeholder, a line break,
@@ -77,25 +80,27 @@ QWEN_CHAT_TEMPLATE = _template(f"{VISION_START}{VIDEO_PAD}{VISION_END}")
 """The same template with Qwen2-VL's rendering of a video part (no line break after it)."""
 
 
-def vocabulary() -> list[str]:
-    """The word tokens in id order (``[UNK]`` first); special tokens are added after them."""
-    words = [*BASE_WORDS, *SIZES, *COLOURS, *SHAPES]
+def vocabulary(places: bool = False) -> list[str]:
+    """The word tokens in id order (``[UNK]`` first), with :data:`PLACE_WORDS` if ``places``; special
+    tokens are added after them."""
+    words = [*BASE_WORDS, *(PLACE_WORDS if places else ()), *SIZES, *COLOURS, *SHAPES]
     for verb in ACTIONS.values():
         words.extend(verb.split())
     # Lower-case like the normaliser, keep the first occurrence of each word.
     return [UNK, *dict.fromkeys(word.lower() for word in words)]
 
 
-def build_tokenizer(family: str = "llava_onevision") -> PreTrainedTokenizerFast:
+def build_tokenizer(family: str = "llava_onevision", places: bool = False) -> PreTrainedTokenizerFast:
     """Word-level fast tokenizer: lower-cased, spaces dropped, line breaks and punctuation kept.
 
     ``family`` picks the special tokens and chat template: ``llava_onevision`` (``<video>``) or
-    ``qwen2_vl`` (``<|vision_start|><|video_pad|><|vision_end|>``).
+    ``qwen2_vl`` (``<|vision_start|><|video_pad|><|vision_end|>``). ``places``: the vocabulary has
+    :data:`PLACE_WORDS` (a recipe whose texts say where things are).
     """
     if family not in ("llava_onevision", "qwen2_vl"):
         raise ValueError(f"unknown model family {family!r}")
     qwen = family == "qwen2_vl"
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocabulary())}, unk_token=UNK))
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocabulary(places))}, unk_token=UNK))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [

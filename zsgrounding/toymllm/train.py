@@ -184,7 +184,7 @@ def pretrain(
     started = time.perf_counter()
     log({"event": "start", "config": config_json})
 
-    tokenizer = build_tokenizer(cfg.model.family)
+    tokenizer = build_tokenizer(cfg.model.family, cfg.says_places)
     model = build_model(cfg, tokenizer)
     size = cfg.model.bank_size
     t0 = time.perf_counter()

@@ -16,7 +16,12 @@ object's shape, colour, size and place from the tower's patches at the object? R
 - ``zoom``: half of the views a half-size window around an object, scaled up (800 steps);
 - ``recipe``: zoom and 1600 steps, the shipped recipe's stage 1;
 - ``input128``: whole frames at 128 px (8 x 8 tokens a frame instead of 6 x 6), 800 steps;
-- ``wide``: zoom with a tower of hidden 128 and 4 layers, 800 steps.
+- ``wide``: zoom with a tower of hidden 128 and 4 layers, 800 steps;
+- ``sincos``: the recipe with a fixed 2-D sine-cosine position table;
+- ``places``: the recipe with half of the descriptions saying where each object is ("a red
+  circle at the top left") and a third negative round moving one object to a nearby place; the
+  ``place`` column is the held-out place binding (true description against the moved one);
+- ``places_sincos``: both.
 
 Results go to ``<out>/stage1.md`` and ``<out>/stage1.json`` as each row finishes; a rerun skips
 the rows already there. The ``projected`` probes of a stage-1-only model read an untrained
@@ -67,6 +72,9 @@ def variants(quick: bool = False) -> dict[str, ToyPretrainConfig]:
             stage1=short,
             model=replace(recipe.model, vision_hidden=128, vision_layers=4, vision_intermediate=256),
         ),
+        "sincos": replace(recipe, vision_positions="sincos"),
+        "places": replace(recipe, stage1_places=0.5, stage1_negatives=3),
+        "places_sincos": replace(recipe, stage1_places=0.5, stage1_negatives=3, vision_positions="sincos"),
     }
 
 
@@ -75,7 +83,7 @@ def run_row(
 ) -> dict[str, Any]:
     """Stage 1 of ``config`` as the recipe seeds it, then the probes."""
     torch.set_num_threads(threads)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(places=config.says_places)
     model = build_model(config, tokenizer)
     size = config.model.image_size
     start = time.perf_counter()
@@ -93,6 +101,7 @@ def run_row(
         "final_loss": round(metrics["final_loss"], 4),
         "binding": metrics["held_out_binding_accuracy"],
         "top1": metrics["held_out_retrieval_top1"],
+        "place_binding": metrics.get("held_out_place_binding_accuracy"),
         "probes": tower_probe(model, config.world, size, clips=probe_clips),
     }
 
@@ -100,13 +109,15 @@ def run_row(
 def table(rows: dict[str, dict[str, Any]], where: str = "tower") -> str:
     """Markdown: per row its training numbers (if it trained) and each probe as accuracy (chance)."""
     trained = all("seconds" in row for row in rows.values())
-    head = ["variant", *(["steps", "s", "loss", "binding", "top-1"] if trained else []), *PROBED]
+    head = ["variant", *(["steps", "s", "loss", "binding", "place", "top-1"] if trained else []), *PROBED]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in rows.items():
         cells = [name]
         if trained:
+            place = row.get("place_binding")
             cells += [str(row["steps"]), f"{row['seconds']:.0f}", f"{row['final_loss']:.3f}",
-                      f"{row['binding']:.3f}", f"{row['top1']:.3f}"]  # fmt: skip
+                      f"{row['binding']:.3f}", "-" if place is None else f"{place:.3f}",
+                      f"{row['top1']:.3f}"]  # fmt: skip
         for probe in PROBED:
             score = row["probes"][f"{where}/{probe}"]
             cells.append(f"{score['accuracy']:.3f} ({score['chance']:.2f})")

@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {name: done[name] for name in args.rows}
     text = (
         f"Tower probes on {probe_clips} held-out clips: accuracy (majority-class share of the test objects).\n"
-        "binding: held-out true description beats the shape-changed one; top-1: retrieval in 256.\n\n"
+        "binding: held-out true description beats the shape-changed one; place: beats the one with an\n"
+        "object moved to a nearby place (rows whose descriptions say places); top-1: retrieval in 256.\n\n"
         + table(rows)
         + "\n"
     )

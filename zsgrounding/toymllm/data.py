@@ -71,6 +71,17 @@ def place_of(cx: float, cy: float) -> Place:
     return min(2, max(0, int(cy * 3))), min(2, max(0, int(cx * 3)))
 
 
+def box_place(
+    box: np.ndarray, frame_size: tuple[int, int], window: tuple[float, float] | None = None
+) -> Place:
+    """The :data:`Place` of a pixel ``x1, y1, x2, y2`` box's centre on a ``(width, height)`` frame,
+    or in the half-size ``window`` at that corner (fractions of the frame)."""
+    x0, y0, side = (0.0, 0.0, 1.0) if window is None else (*window, 0.5)
+    cx = ((box[0] + box[2]) / 2 / frame_size[0] - x0) / side
+    cy = ((box[1] + box[3]) / 2 / frame_size[1] - y0) / side
+    return place_of(cx, cy)
+
+
 def place_phrase(place: Place) -> str:
     """``"at the top left"``, ``"at the right"``, ``"at the bottom"``, ``"in the middle"``."""
     words = " ".join(w for w in (_ROW_WORDS[place[0]], _COLUMN_WORDS[place[1]]) if w)
@@ -154,11 +165,9 @@ def seen_objects(
             unsure.add("stay_still")  # it does something, but not where these frames look
         shown.sort(key=lambda item: item[1])
         actions = frozenset(a for a, _ in shown)
-        places: list[Place] = []
-        if frame_size is not None:
-            for fid in inside.tolist():
-                x1, y1, x2, y2 = obj.boxes[fid - v0]
-                places.append(place_of((x1 + x2) / 2 / frame_size[0], (y1 + y2) / 2 / frame_size[1]))
+        places = (
+            [] if frame_size is None else [box_place(obj.boxes[f - v0], frame_size) for f in inside.tolist()]
+        )
         out.append(
             SeenObject(
                 obj.colour,
@@ -648,17 +657,12 @@ class ClipBank:
         corner (fractions of the frame) when given, else in the whole frame."""
         if self.native_size is None:
             raise ValueError("this clip bank was built without the world's frame size")
-        width, height = self.native_size
         fid = int(self.frame_ids[clip, pick])
-        x0, y0, side = (0.0, 0.0, 1.0) if window is None else (*window, 0.5)
-        out = []
-        for o in self.objects[clip] if among is None else among:
-            if not o.visible[0] <= fid < o.visible[1]:
-                continue
-            x1, y1, x2, y2 = o.boxes[fid - o.visible[0]]
-            cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
-            out.append(place_of((cx - x0) / side, (cy - y0) / side))
-        return out
+        return [
+            box_place(o.boxes[fid - o.visible[0]], self.native_size, window)
+            for o in (self.objects[clip] if among is None else among)
+            if o.visible[0] <= fid < o.visible[1]
+        ]
 
     def pair_objects(
         self, clip: int, first: int, second: int, among: Sequence[ToyObject] | None = None

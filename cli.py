@@ -159,7 +159,7 @@ def toy_pretrain(
 ) -> None:
     """Train the toy-world MLLM (vision, alignment, instruction stages) into OUT and evaluate it.
 
-    The full schedule is the recipe of the shipped checkpoint (about 40 minutes on 2 CPU cores);
+    The full schedule is the recipe of the shipped checkpoint (about 46 minutes on 2 CPU cores);
     a killed run resumes at the last finished stage.
     """
     from zsgrounding.toymllm.build import build_toy_mllm

@@ -116,10 +116,13 @@ def test_tokenizer_encodes_every_toy_text_without_unknowns() -> None:
     assert len(with_places) == len(plain) + len(PLACE_WORDS)
 
 
-def test_default_tokenizer_is_the_shipped_checkpoints() -> None:
+def test_the_recipes_tokenizer_is_the_shipped_checkpoints() -> None:
     # The recipe's command reproduces the shipped model only if the ids are the same.
     shipped = json.loads((TOY_MLLM / "tokenizer.json").read_text())["model"]["vocab"]
-    assert json.loads(build_tokenizer().backend_tokenizer.to_str())["model"]["vocab"] == shipped
+    recipe = ToyPretrainConfig()
+    assert recipe.says_places
+    tokenizer = build_tokenizer(recipe.model.family, places=recipe.says_places)
+    assert json.loads(tokenizer.backend_tokenizer.to_str())["model"]["vocab"] == shipped
 
 
 def test_conversation_pieces_match_the_chat_template() -> None:

@@ -209,6 +209,7 @@ def test_qwen_recipe_refuses_odd_frame_counts_fixed_position_tables_and_places()
     full = ToyPretrainConfig.qwen2_vl()
     assert (full.vision_positions, full.stage1_places, full.stage1_negatives) == ("learned", 0.0, 2)
     assert "places" not in full.caption_tasks
+    assert (full.train_vision, full.stage3.steps) == ((), 2000)
 
 
 def test_quick_qwen_recipe_runs_through_the_command_and_loads_as_qwen2_vl(tmp_path) -> None:

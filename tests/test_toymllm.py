@@ -54,7 +54,19 @@ from zsgrounding.toymllm.evaluate import (
     token_roles,
     toy_clip,
 )
-from zsgrounding.toymllm.stages import stage1_vision, to_pixels, tower_hidden, video_tokens
+from zsgrounding.toymllm.stages import (
+    CellHead,
+    VisualSource,
+    cell_head,
+    frame_tokens,
+    lm_loss,
+    optimise,
+    projector_modules,
+    stage1_vision,
+    to_pixels,
+    tower_hidden,
+    video_tokens,
+)
 from zsgrounding.toymllm.tokenizer import PLACE_WORDS, build_tokenizer, encode_conversation
 from zsgrounding.toymllm.train import build_model, pretrain, sincos_positions
 from zsgrounding.video import uniform_ids
@@ -435,6 +447,47 @@ def test_a_sincos_position_table_is_never_trained(tmp_path: Path) -> None:
     assert not torch.equal(tower.embeddings.patch_embedding.weight, fresh.embeddings.patch_embedding.weight)
 
 
+def test_the_cell_loss_adds_to_the_caption_loss_and_teaches_tokens_their_cell() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = tiny_recipe(cell_weight=0.5)
+    tokenizer = build_tokenizer()
+    model = build_model(config, tokenizer)
+    bank = build_bank(config.world, 0, 16, 2, TINY.image_size, progress=False)
+    source = VisualSource(model, bank, None)
+    sampler = Sampler(bank, tokenizer, config.world, config.model, seed=[0, 2])
+    cells = cell_head(model, config, "stage2")
+    assert isinstance(cells, CellHead) and cells.cells == TINY.grid[0] * TINY.grid[1] == 9
+    assert cell_head(model, tiny_recipe(cell_weight=0.0), "stage2") is None  # no head, no extra draws
+    assert cell_head(model, tiny_recipe(cell_weight=0.5, cell_stages=("stage3",)), "stage2") is None
+
+    batch = sampler.caption_batch(4, 1, {"colours": 1.0}, 1)
+    with torch.no_grad():
+        plain = lm_loss(model, batch, source)
+        per_frame = frame_tokens(model, source.hidden(batch.clips, batch.picks))  # (4, 9, D)
+        torch.testing.assert_close(
+            lm_loss(model, batch, source, cells, 0.5), plain + 0.5 * cells.loss(per_frame)
+        )
+        first = float(cells.loss(per_frame))
+    assert abs(first - np.log(9)) < 0.5  # a fresh head: about chance
+
+    # The projector alone can learn to say which cell each token is (the tower's patches know it).
+    frames = torch.from_numpy(np.arange(16))
+
+    def cell_loss(step: int) -> torch.Tensor:
+        picks = torch.zeros(8, 1, dtype=torch.long)
+        clips = frames[(step * 8 + torch.arange(8)) % 16]
+        return cells.loss(frame_tokens(model, source.hidden(clips, picks)))
+
+    model.requires_grad_(False)
+    projector = [p for m in projector_modules(model) for p in m.parameters()]
+    for param in projector:
+        param.requires_grad_(True)
+    result = optimise([*projector, *cells.parameters()], StageSchedule(60, 8, 1e-2, warmup=1), cell_loss,
+                      "cells", lambda record: None, progress=False)  # fmt: skip
+    assert np.mean(result.losses[-5:]) < 0.25 * first
+
+
 def test_train_vision_refuses_unknown_stages() -> None:
     with pytest.raises(ValueError, match="train_vision takes stage2 and stage3"):
         tiny_recipe(train_vision=("stage1",))
@@ -442,6 +495,10 @@ def test_train_vision_refuses_unknown_stages() -> None:
         tiny_recipe(vision_positions="rope")
     with pytest.raises(ValueError, match=r"stage1_places is a share in \[0, 1\]"):
         tiny_recipe(stage1_places=1.5)
+    with pytest.raises(ValueError, match="cell_stages takes stage2 and stage3"):
+        tiny_recipe(cell_stages=("stage1",))
+    with pytest.raises(ValueError, match="cell_weight must be >= 0"):
+        tiny_recipe(cell_weight=-1.0)
 
 
 def test_short_recipe_learns_colour_questions(trained: tuple[Path, dict, ToyPretrainConfig]) -> None:

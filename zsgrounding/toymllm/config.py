@@ -254,11 +254,13 @@ PLACELESS_RECIPE: dict[str, Any] = {
     "stage1_negatives": 2,
     "caption_tasks": {"objects": 1.0, "colours": 1.0, "shapes": 1.0, "actions": 1.0},
     "train_vision": (),
+    "cell_weight": 0.0,
     "stage3": StageSchedule(2000, 32, 1e-3, warmup=30),
 }
 """The recipe before places were put into words, as overrides of :class:`ToyPretrainConfig`:
 SigLIP's learned position table, no place words, two negative rounds, no ``places`` captions,
-the tower frozen after stage 1, 2,000 stage-3 steps. The README's recipe variants change it."""
+the tower frozen after stage 1, no cell loss, 2,000 stage-3 steps. The README's recipe variants
+change it."""
 
 QWEN2_VL_SETTINGS: dict[str, Any] = dict(PLACELESS_RECIPE)
 """Where the Qwen2-VL recipe differs from the default one besides the model: it keeps the
@@ -301,6 +303,10 @@ class ToyPretrainConfig:
             (400 steps at 0.2 x 1e-3, about 4 min more than a frozen tower); with places in
             words and a 1,800-step stage 3 it took the held-out VQA from 89.1 % to 90.2 %.
         vision_lr_scale: learning-rate factor of the tower after stage 1.
+        cell_weight: weight of an auxiliary loss in ``cell_stages``: a linear head (discarded
+            after training) tells from each video token which cell of its frame's token grid it
+            comes from, so the tokens carry their place in what they say. 0 turns it off.
+        cell_stages: the stages after stage 1 (``"stage2"``, ``"stage3"``) with the cell loss.
         vision_positions: the tower's position table: ``"learned"`` (SigLIP's, trained with the
             tower) or ``"sincos"`` (a fixed 2-D sine-cosine table no stage trains, so the patches
             keep saying where they are; the saved model is the same class either way).
@@ -340,6 +346,8 @@ class ToyPretrainConfig:
     train_vision: tuple[str, ...] = ("stage2",)
     vision_positions: str = "sincos"
     vision_lr_scale: float = 0.2
+    cell_weight: float = 0.0
+    cell_stages: tuple[str, ...] = ("stage2",)
     caption_tasks: dict[str, float] = field(
         default_factory=lambda: {"objects": 1.0, "colours": 1.0, "shapes": 1.0, "actions": 1.0, "places": 1.0}
     )
@@ -360,6 +368,10 @@ class ToyPretrainConfig:
                 problems.append(f"unknown question kinds {unknown}")
         if unknown := sorted(set(self.train_vision) - {"stage2", "stage3"}):
             problems.append(f"train_vision takes stage2 and stage3, not {unknown}")
+        if unknown := sorted(set(self.cell_stages) - {"stage2", "stage3"}):
+            problems.append(f"cell_stages takes stage2 and stage3, not {unknown}")
+        if self.cell_weight < 0:
+            problems.append(f"cell_weight must be >= 0, not {self.cell_weight}")
         if not 0.0 <= self.stage1_places <= 1.0:
             problems.append(f"stage1_places is a share in [0, 1], not {self.stage1_places}")
         if self.vision_positions not in ("learned", "sincos"):
@@ -387,6 +399,7 @@ class ToyPretrainConfig:
         data["world"] = self.world.to_json()
         data["train_frames"] = list(self.train_frames)
         data["train_vision"] = list(self.train_vision)
+        data["cell_stages"] = list(self.cell_stages)
         return data
 
     @property

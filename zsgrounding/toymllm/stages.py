@@ -96,6 +96,28 @@ def tower_hidden(model: ToyModel, pixels: torch.Tensor) -> torch.Tensor:
     return out.hidden_states[model.config.vision_feature_layer]
 
 
+def frame_tokens(model: ToyModel, hidden: torch.Tensor) -> torch.Tensor:
+    """The LM's tokens of each tower input, in grid order: ``(M, n, D)``.
+
+    LLaVA-OneVision, from frames ``(M, P * P, Dv)``: projector and 2x bilinear pooling, ``n = h * w``
+    row by row. Qwen2-VL, from frame pairs ``(M, N, Dv)``: the patch merger, ``n = N / 4``.
+    """
+    if is_qwen(model):
+        merged = model.model.visual.merger(hidden.flatten(0, 1))
+        return merged.reshape(hidden.shape[0], -1, merged.shape[-1])
+    return model.model.apply_pooling(model.model.multi_modal_projector(hidden))
+
+
+def join_frames(model: ToyModel, per_frame: torch.Tensor, batch: int) -> torch.Tensor:
+    """:func:`frame_tokens` ``(B * F, n, D)`` of ``batch`` clips as the LM reads them: frames
+    concatenated, plus LLaVA-OneVision's one newline after the video."""
+    features = per_frame.reshape(batch, -1, per_frame.shape[-1])
+    if is_qwen(model):
+        return features
+    newline = model.model.image_newline[None, None, :].expand(batch, 1, -1)
+    return torch.cat([features, newline.to(features.dtype)], dim=1)
+
+
 def video_tokens(model: ToyModel, hidden: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
     """The video features the LM reads, from tower outputs of ``batch`` clips of ``frames`` frames.
 
@@ -104,13 +126,7 @@ def video_tokens(model: ToyModel, hidden: torch.Tensor, batch: int, frames: int)
     tower): ``(B, F * h * w + 1, D)``. Qwen2-VL, from ``(B * F / 2, N, Dv)``: the patch merger,
     pairs concatenated: ``(B, F / 2 * N / 4, D)``.
     """
-    if is_qwen(model):
-        merged = model.model.visual.merger(hidden.flatten(0, 1))
-        return merged.reshape(batch, -1, merged.shape[-1])
-    features = model.model.apply_pooling(model.model.multi_modal_projector(hidden))
-    features = features.reshape(batch, frames * features.shape[1], -1)
-    newline = model.model.image_newline[None, None, :].expand(batch, 1, -1)
-    return torch.cat([features, newline.to(features.dtype)], dim=1)
+    return join_frames(model, frame_tokens(model, hidden), batch)
 
 
 class VisualSource:
@@ -231,11 +247,52 @@ def batch_logits(
     return language_logits(model, batch, visual, positions, grid)
 
 
-def lm_loss(model: ToyModel, batch: TextBatch, source: VisualSource) -> torch.Tensor:
-    """Cross-entropy of the answer tokens of a batch."""
+class CellHead(nn.Module):
+    """Auxiliary training head: which cell of its frame's token grid each video token comes from.
+
+    ``forward(tokens (M, n, D)) -> (M, n, n)`` logits over the ``n`` cells. Only the training
+    stages use it (it is not part of the saved model): its loss makes each token carry its own
+    place in what it says, which the 1-D positions of the LM otherwise give only as an index.
+    """
+
+    def __init__(self, hidden: int, cells: int) -> None:
+        super().__init__()
+        self.cells = cells
+        self.norm = nn.LayerNorm(hidden)
+        self.proj = nn.Linear(hidden, cells)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(tokens))
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the cells of ``tokens (M, n, D)``, ``n`` the head's cell count."""
+        if tokens.shape[1] != self.cells:
+            raise ValueError(
+                f"the cell head has {self.cells} cells, the frames have {tokens.shape[1]} tokens"
+            )
+        target = torch.arange(self.cells, device=tokens.device).expand(tokens.shape[0], -1)
+        return F.cross_entropy(self(tokens).flatten(0, 1), target.flatten())
+
+
+def lm_loss(
+    model: ToyModel,
+    batch: TextBatch,
+    source: VisualSource,
+    cells: CellHead | None = None,
+    cell_weight: float = 0.0,
+) -> torch.Tensor:
+    """Cross-entropy of the answer tokens of a batch, plus ``cell_weight`` times the cell head's
+    loss on its video tokens when a head is given."""
     supervised = batch.labels != -100
-    logits = batch_logits(model, batch, source, supervised)
-    return F.cross_entropy(logits, batch.labels[supervised])
+    count, frames = batch.picks.shape
+    per_frame = frame_tokens(model, source.hidden(batch.clips, batch.picks))
+    visual = join_frames(model, per_frame, count)
+    grid = source.grid_thw(count, frames) if source.pairs else None
+    logits = language_logits(model, batch, visual, supervised, grid)
+    loss = F.cross_entropy(logits, batch.labels[supervised])
+    if cells is not None and cell_weight > 0:
+        loss = loss + cell_weight * cells.loss(per_frame)
+    return loss
 
 
 # ---------------------------------------------------------------------------------------- optimisation
@@ -350,6 +407,15 @@ def _trainable(
     for param in fixed:
         param.requires_grad_(False)
     return [p for p in params if id(p) not in fixed_ids]
+
+
+def cell_head(model: ToyModel, config: ToyPretrainConfig, stage: str) -> CellHead | None:
+    """A fresh :class:`CellHead` for ``stage`` if the recipe puts the cell loss there (seeded by
+    the caller's torch seed), else ``None``."""
+    if config.cell_weight <= 0 or stage not in config.cell_stages:
+        return None
+    h, w = config.model.grid
+    return CellHead(model.config.text_config.hidden_size, h * w)
 
 
 # ---------------------------------------------------------------------------------------- stage 1
@@ -537,21 +603,23 @@ def stage2_align(
     vision = tower_modules(model) if "stage2" in config.train_vision else []
     projector_parts = projector_modules(model)
     newline = newline_parameters(model)
+    cells = cell_head(model, config, "stage2")
+    head = list(cells.parameters()) if cells is not None else []
 
     def captions(batch: int) -> Callable[[int], torch.Tensor]:
         def loss_fn(step: int) -> torch.Tensor:
             frames = _frames(rng, config.train_frames)
             captions = sampler.caption_batch(batch, frames, config.caption_tasks, config.caption_turns)
-            return lm_loss(model, captions, source)
+            return lm_loss(model, captions, source, cells, config.cell_weight)
 
         return loss_fn
 
     model.train()
     first, second = config.stage2_projector, config.stage2
-    projector = optimise(_trainable(model, projector_parts, newline), first, captions(first.batch),
+    projector = optimise(_trainable(model, projector_parts, newline) + head, first, captions(first.batch),
                          "stage 2a projector", log, progress)  # fmt: skip
     lm = [model.model.language_model, model.lm_head]
-    full = optimise(_trainable(model, [*projector_parts, *lm, *vision], newline, fixed_parameters(model, config)), second, captions(second.batch),
+    full = optimise(_trainable(model, [*projector_parts, *lm, *vision], newline, fixed_parameters(model, config)) + head, second, captions(second.batch),
                     "stage 2b projector+LM", log, progress, None, _params(vision), config.vision_lr_scale)  # fmt: skip
     model.eval()
     scores = {
@@ -642,13 +710,16 @@ def stage3_instruct(
     num_visual = config.model.num_visual(config.eval_frames)
     history: list[dict] = []
 
+    cells = cell_head(model, config, "stage3")
+    head = list(cells.parameters()) if cells is not None else []
+
     def loss_fn(step: int) -> torch.Tensor:
         phase = phase_at(config.curriculum, step / schedule.steps)
         frames = _frames(rng, config.train_frames)
         batch = sampler.qa_batch(
             schedule.batch, frames, phase, config.turns, config.caption_fraction, config.caption_tasks
         )
-        return lm_loss(model, batch, source)
+        return lm_loss(model, batch, source, cells, config.cell_weight)
 
     def on_step(step: int) -> None:
         every = max(1, schedule.steps // max(1, evals))
@@ -662,7 +733,7 @@ def stage3_instruct(
     vision = tower_modules(model) if "stage3" in config.train_vision else []
     parts = [*projector_modules(model), model.model.language_model, model.lm_head, *vision]
     model.train()
-    result = optimise(_trainable(model, parts, newline_parameters(model), fixed_parameters(model, config)), schedule, loss_fn,
+    result = optimise(_trainable(model, parts, newline_parameters(model), fixed_parameters(model, config)) + head, schedule, loss_fn,
                       "stage 3 instruct", log, progress, on_step, _params(vision), config.vision_lr_scale)  # fmt: skip
     model.eval()
     scores = quick_vqa(model, tokenizer, held_out_source, questions, num_visual)
@@ -672,6 +743,7 @@ def stage3_instruct(
 
 
 __all__ = [
+    "CellHead",
     "ImageHead",
     "SigmoidContrast",
     "StageResult",
@@ -680,8 +752,11 @@ __all__ = [
     "VisualSource",
     "batch_logits",
     "caption_scores",
+    "cell_head",
     "fixed_parameters",
+    "frame_tokens",
     "is_qwen",
+    "join_frames",
     "language_logits",
     "lm_loss",
     "newline_parameters",

@@ -14,10 +14,13 @@ from zsgrounding.datasets.toyworld import ToyWorldConfig, generate_one
 from zsgrounding.mllm import load_adapter
 from zsgrounding.toymllm.captions import (
     PLACE_PROMPT,
+    PLACE_TARGETS,
     greedy_answer,
     parse_places,
     place_caption_check,
+    place_word_check,
     score_places,
+    teacher_forced,
 )
 from zsgrounding.toymllm.data import place_list, seen_objects
 from zsgrounding.toymllm.evaluate import EvalConfig, toy_clip
@@ -67,6 +70,46 @@ def test_greedy_answer_starts_with_the_models_most_likely_token(tiny: Path) -> N
     assert len(said.split()) <= 5
 
 
+def test_teacher_forcing_predicts_each_word_from_the_words_before_it(tiny: Path) -> None:
+    adapter = load_adapter(tiny)
+    world = ToyWorldConfig()
+    video = generate_one(900_001, world)
+    clip = toy_clip(video, 1)
+    caption = place_list(
+        seen_objects(video.objects, video.num_frames, clip.frame_ids, (world.width, world.height))
+    )
+    ids = adapter.tokenizer(caption, add_special_tokens=False)["input_ids"][:6]
+    prepared = adapter.prepare(clip, PLACE_PROMPT)
+    predicted = teacher_forced(adapter, prepared, ids)
+    # One pass over the whole answer against one decoding step per prefix of it.
+    embed = adapter.model.get_input_embeddings()
+    expected = []
+    with torch.no_grad():
+        for k in range(len(ids)):
+            prefix = torch.cat(
+                [prepared.inputs_embeds, embed(torch.tensor([ids[:k]], dtype=torch.long))], dim=1
+            )
+            expected.append(int(adapter.model(inputs_embeds=prefix).logits[0, -1].argmax()))
+    assert len(ids) == 6 and predicted.tolist() == expected
+
+
+def test_place_word_check_scores_every_place_word_with_both_videos(tiny: Path) -> None:
+    config = EvalConfig(frames=1)
+    result = place_word_check(tiny, config, clips=3, progress=False)
+    size = (config.world.width, config.world.height)
+    expected = 0
+    for index in range(config.start, config.start + 3):
+        video = generate_one(index, config.world)
+        caption = place_list(
+            seen_objects(video.objects, video.num_frames, toy_clip(video, 1).frame_ids, size)
+        )
+        expected += sum(word in PLACE_TARGETS for word in caption.split())
+    assert result["words"] == expected > 0
+    for mode in ("real", "other_clip"):
+        assert 0.0 <= result[mode] <= 1.0
+        assert round(result[mode] * expected) == pytest.approx(result[mode] * expected, abs=1e-3)
+
+
 def test_place_caption_check_scores_every_object_of_every_clip(tiny: Path) -> None:
     config = EvalConfig(frames=1)
     result = place_caption_check(tiny, config, clips=3, progress=False)
@@ -86,16 +129,42 @@ def test_place_caption_check_scores_every_object_of_every_clip(tiny: Path) -> No
     assert rates["moves_said"] is None and rates["last_right"] is None
 
 
-def test_place_caption_benchmark_runs_and_refuses_a_folder_without_a_model(
-    tiny: Path, tmp_path: Path
-) -> None:
+def _benchmark():
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_place_captions.py"
     spec = importlib.util.spec_from_file_location("toy_place_captions", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_place_caption_benchmark_runs_and_refuses_a_folder_without_a_model(
+    tiny: Path, tmp_path: Path
+) -> None:
+    module = _benchmark()
     assert module.main(["--model", str(tmp_path)]) == 2
+    assert module.main(["--model", str(tiny), "--train-places", "5"]) == 2  # no --train-out
+    # The shipped recipe reads 64 px frames, the tiny model 48 px: a clear refusal.
+    assert module.main(["--model", str(tiny), "--train-places", "2", "--train-out", str(tmp_path / "c")]) == 2
     out = tmp_path / "captions.json"
     assert module.main(["--model", str(tiny), "--clips", "2", "--frames", "1", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["clips"] == 2
+    written = json.loads(out.read_text())
+    assert written["clips"] == 2 and written["place_words"]["clips"] == 2
+
+
+def test_train_places_moves_the_projector_and_lm_and_keeps_the_tower(tiny: Path, tmp_path: Path) -> None:
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from zsgrounding.toymllm.config import ToyPretrainConfig
+
+    torch.set_num_threads(1)
+    recipe = ToyPretrainConfig.quick(train_clips=12, eval_clips=6)
+    summary = _benchmark().train_places(tiny, tmp_path / "copy", 3, 1.0, recipe, progress=False)
+    assert summary["projector_and_lm"]["steps"] == 3 and summary["projector_only"]["steps"] == 0
+    assert set(summary["held_out"]) == {"places"}
+    before = LlavaOnevisionForConditionalGeneration.from_pretrained(tiny).state_dict()
+    after = LlavaOnevisionForConditionalGeneration.from_pretrained(tmp_path / "copy").state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(".vision_tower." not in k for k in moved)
+    assert any(".multi_modal_projector." in k for k in moved) and any(".language_model." in k for k in moved)

@@ -47,6 +47,22 @@ def greedy_answer(adapter: MLLMAdapter, prepared: PreparedInputs, max_tokens: in
     return tokenizer.decode(ids)
 
 
+@torch.no_grad()
+def teacher_forced(adapter: MLLMAdapter, prepared: PreparedInputs, ids: list[int]) -> torch.Tensor:
+    """``(len(ids),)`` the model's most likely token at each step of the answer ``ids`` (given the
+    prompt and the true answer so far), in one forward pass; LLaVA-OneVision as
+    :func:`greedy_answer`."""
+    if prepared.model_kwargs:
+        raise ValueError("teacher_forced takes models without explicit positions (LLaVA-OneVision)")
+    prompt = prepared.inputs_embeds
+    answer = adapter.model.get_input_embeddings()(torch.tensor([ids], device=prompt.device))
+    embeds = torch.cat([prompt, answer.to(prompt.dtype)], dim=1)
+    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    logits = adapter.model(inputs_embeds=embeds, attention_mask=mask).logits[0]
+    start = prompt.shape[1] - 1  # the logits at the last prompt token predict the first answer token
+    return logits[start : start + len(ids)].argmax(-1).cpu()
+
+
 def parse_places(caption: str) -> dict[str, tuple[str, str | None]]:
     """``{"big red circle": ("at the left", "in the middle"), ...}`` from a places caption; the
     second place is ``None`` when the caption does not say the object moves. An object named twice
@@ -125,4 +141,51 @@ def place_caption_check(
     }
 
 
-__all__ = ["PLACE_PROMPT", "greedy_answer", "parse_places", "place_caption_check", "score_places"]
+PLACE_TARGETS = ("top", "bottom", "middle", "left", "right")
+"""The words of a places caption that say where: what :func:`place_word_check` scores."""
+
+
+def place_word_check(
+    model: str | Path | MLLMAdapter, config: EvalConfig | None = None, clips: int = 100, progress: bool = True
+) -> dict:
+    """Teacher-forced accuracy on the place words of true places captions of held-out videos.
+
+    The model reads each video, the question and the true caption up to each word of
+    :data:`PLACE_TARGETS`; is its most likely next word the true one? ``real`` is that rate with
+    the video the caption describes, ``other_clip`` with the next held-out video in its place: the
+    words the caption's own text predicts. A model that reads where things are scores ``real``
+    above ``other_clip``. Returns both rates, ``words`` (scored), ``clips`` and ``frames``.
+    """
+    cfg = config or EvalConfig()
+    adapter = _adapter(model)
+    tokenizer = adapter.tokenizer
+    targets = torch.tensor(tokenizer.convert_tokens_to_ids(list(PLACE_TARGETS)))
+    size = (cfg.world.width, cfg.world.height)
+    right = {"real": 0, "other_clip": 0}
+    words = 0
+    video = generate_one(cfg.start, cfg.world)
+    for index in tqdm(range(cfg.start, cfg.start + clips), desc="place words", disable=not progress):
+        following = generate_one(index + 1, cfg.world)
+        clip = toy_clip(video, cfg.frames)
+        truth = place_list(seen_objects(video.objects, video.num_frames, clip.frame_ids, size))
+        ids = tokenizer(truth, add_special_tokens=False)["input_ids"]
+        scored = torch.isin(torch.tensor(ids), targets)
+        words += int(scored.sum())
+        for mode, shown in (("real", clip), ("other_clip", toy_clip(following, cfg.frames))):
+            predicted = teacher_forced(adapter, adapter.prepare(shown, PLACE_PROMPT), ids)
+            right[mode] += int((predicted == torch.tensor(ids))[scored].sum())
+        video = following
+    rates = {mode: round(count / words, 4) if words else None for mode, count in right.items()}
+    return {**rates, "words": words, "clips": clips, "frames": cfg.frames}
+
+
+__all__ = [
+    "PLACE_PROMPT",
+    "PLACE_TARGETS",
+    "greedy_answer",
+    "parse_places",
+    "place_caption_check",
+    "place_word_check",
+    "score_places",
+    "teacher_forced",
+]

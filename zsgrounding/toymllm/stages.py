@@ -237,14 +237,20 @@ def language_logits(
     return model.lm_head(hidden[positions])
 
 
+def _logits_and_frame_tokens(
+    model: ToyModel, batch: TextBatch, source: VisualSource, positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    count, frames = batch.picks.shape
+    per_frame = frame_tokens(model, source.hidden(batch.clips, batch.picks))
+    grid = source.grid_thw(count, frames) if source.pairs else None
+    return language_logits(model, batch, join_frames(model, per_frame, count), positions, grid), per_frame
+
+
 def batch_logits(
     model: ToyModel, batch: TextBatch, source: VisualSource, positions: torch.Tensor
 ) -> torch.Tensor:
     """Logits at ``positions`` of a batch whose video features come from ``source``."""
-    count, frames = batch.picks.shape
-    visual = video_tokens(model, source.hidden(batch.clips, batch.picks), count, frames)
-    grid = source.grid_thw(count, frames) if source.pairs else None
-    return language_logits(model, batch, visual, positions, grid)
+    return _logits_and_frame_tokens(model, batch, source, positions)[0]
 
 
 class CellHead(nn.Module):
@@ -284,11 +290,7 @@ def lm_loss(
     """Cross-entropy of the answer tokens of a batch, plus ``cell_weight`` times the cell head's
     loss on its video tokens when a head is given."""
     supervised = batch.labels != -100
-    count, frames = batch.picks.shape
-    per_frame = frame_tokens(model, source.hidden(batch.clips, batch.picks))
-    visual = join_frames(model, per_frame, count)
-    grid = source.grid_thw(count, frames) if source.pairs else None
-    logits = language_logits(model, batch, visual, supervised, grid)
+    logits, per_frame = _logits_and_frame_tokens(model, batch, source, supervised)
     loss = F.cross_entropy(logits, batch.labels[supervised])
     if cells is not None and cell_weight > 0:
         loss = loss + cell_weight * cells.loss(per_frame)

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from zsgrounding.datasets.toyworld import generate_one
+from zsgrounding.datasets.toyworld import ToyVideo, generate_one
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
 from zsgrounding.toymllm.data import place_list, seen_objects
 from zsgrounding.toymllm.evaluate import EvalConfig, _adapter, toy_clip
+from zsgrounding.types import Clip
 
 PLACE_PROMPT = "where is each thing?"
 
@@ -61,6 +62,12 @@ def teacher_forced(adapter: MLLMAdapter, prepared: PreparedInputs, ids: list[int
     logits = adapter.model(inputs_embeds=embeds, attention_mask=mask).logits[0]
     start = prompt.shape[1] - 1  # the logits at the last prompt token predict the first answer token
     return logits[start : start + len(ids)].argmax(-1).cpu()
+
+
+def true_places(video: ToyVideo, clip: Clip) -> str:
+    """The true places caption of ``video`` over the frames ``clip`` shows."""
+    size = (video.width, video.height)
+    return place_list(seen_objects(video.objects, video.num_frames, clip.frame_ids, size))
 
 
 def parse_places(caption: str) -> dict[str, tuple[str, str | None]]:
@@ -115,8 +122,7 @@ def place_caption_check(
     for index in tqdm(range(cfg.start, cfg.start + clips), desc="place captions", disable=not progress):
         video = generate_one(index, cfg.world)
         clip = toy_clip(video, cfg.frames)
-        size = (cfg.world.width, cfg.world.height)
-        truth = place_list(seen_objects(video.objects, video.num_frames, clip.frame_ids, size))
+        truth = true_places(video, clip)
         said = greedy_answer(adapter, adapter.prepare(clip, PLACE_PROMPT))
         counts += score_places(said, truth)
         if len(examples) < 3:
@@ -160,14 +166,13 @@ def place_word_check(
     adapter = _adapter(model)
     tokenizer = adapter.tokenizer
     targets = torch.tensor(tokenizer.convert_tokens_to_ids(list(PLACE_TARGETS)))
-    size = (cfg.world.width, cfg.world.height)
     right = {"real": 0, "other_clip": 0}
     words = 0
     video = generate_one(cfg.start, cfg.world)
     for index in tqdm(range(cfg.start, cfg.start + clips), desc="place words", disable=not progress):
         following = generate_one(index + 1, cfg.world)
         clip = toy_clip(video, cfg.frames)
-        truth = place_list(seen_objects(video.objects, video.num_frames, clip.frame_ids, size))
+        truth = true_places(video, clip)
         ids = tokenizer(truth, add_special_tokens=False)["input_ids"]
         scored = torch.isin(torch.tensor(ids), targets)
         words += int(scored.sum())
@@ -188,4 +193,5 @@ __all__ = [
     "place_word_check",
     "score_places",
     "teacher_forced",
+    "true_places",
 ]

@@ -1,22 +1,25 @@
-"""Does a toy MLLM trained with the ``places`` caption task say where each object is?
+"""Does a toy MLLM say where each object is, and read what each one does?
 
 Usage::
 
     python benchmarks/toy_place_captions.py --model DIR [--clips 100] [--frames 8] [--out FILE]
-    python benchmarks/toy_place_captions.py --model DIR --train-places 600 [--cell-weight 1] --train-out DIR2
+    python benchmarks/toy_place_captions.py --model DIR --train 600 [--tasks places,actions] \
+        [--cell-weight 1] --train-out DIR2
 
 Asks "where is each thing?" on held-out toy videos, decodes greedily and scores the captions
 object by object (:mod:`zsgrounding.toymllm.captions`). Chance for the first place is about 1 in 9
-of the named objects (a 3 x 3 grid). Then the teacher-forced check: given the true caption so far,
-is the next place word right, with the clip's own video and with another clip's (what the text
-alone predicts)? Prints both and writes them as JSON to ``--out`` when given.
+of the named objects (a 3 x 3 grid). Then two teacher-forced checks, given the true caption so
+far: is the next place word right, with the clip's own video and with another clip's (what the
+text alone predicts)? And in the actions checklist, is the word after each action (``none`` or
+who does it) right, with the clip's video, with its frames played backwards, and with another
+clip's? Prints them and writes them as JSON to ``--out`` when given.
 
-``--train-places STEPS`` first asks whether the model can be taught to read places at all: it
-continues stage 2 of ``--model`` (a LLaVA-OneVision toy MLLM with place words) for ``STEPS`` steps
-with nothing but the ``places`` caption task (projector and language model, tower frozen, batch
-32, lr 1e-3; ``--cell-weight`` adds the recipe's cell loss), saves that copy to ``--train-out`` and
-checks it (``--out`` then also holds the training summary). 600 steps take about 6 minutes on
-2 threads.
+``--train STEPS`` (or ``--train-places``) first asks whether the model can be taught to read
+places, or actions, at all: it continues stage 2 of ``--model`` (a LLaVA-OneVision toy MLLM with
+place words) for ``STEPS`` steps with nothing but the caption tasks ``--tasks`` (default
+``places``; projector and language model, tower frozen, batch 32, lr 1e-3; ``--cell-weight`` adds
+the recipe's cell loss), saves that copy to ``--train-out`` and checks it (``--out`` then also
+holds the training summary). 600 steps of places take about 6 minutes on 2 threads.
 """
 
 from __future__ import annotations
@@ -33,32 +36,37 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads
 import torch
 from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
 
-from zsgrounding.toymllm.captions import place_caption_check, place_word_check
+from zsgrounding.toymllm.captions import action_word_check, place_caption_check, place_word_check
 from zsgrounding.toymllm.config import StageSchedule, ToyPretrainConfig
-from zsgrounding.toymllm.data import Sampler, build_bank
+from zsgrounding.toymllm.data import CAPTION_TASKS, Sampler, build_bank
 from zsgrounding.toymllm.evaluate import EvalConfig
 from zsgrounding.toymllm.stages import VisualSource, stage2_align
 from zsgrounding.toymllm.train import save_checkpoint
 
 
-def train_places(
+def train_captions(
     model_dir: Path,
     out: Path,
     steps: int,
     cell_weight: float = 0.0,
     recipe: ToyPretrainConfig | None = None,
     progress: bool = True,
+    tasks: tuple[str, ...] = ("places",),
 ) -> dict:
-    """Continue stage 2 of the checkpoint ``model_dir`` with only the ``places`` captions for
-    ``steps`` steps (tower frozen); save the copy to ``out`` and return the stage-2 summary.
+    """Continue stage 2 of the checkpoint ``model_dir`` with only the caption ``tasks`` (equal
+    weights) for ``steps`` steps (tower frozen); save the copy to ``out`` and return the stage-2
+    summary.
 
     ``recipe`` gives the data and sizes (default: the shipped recipe's); its caption tasks, stage-2
     schedules, tower training and cell loss are replaced here.
     """
+    unknown = sorted(set(tasks) - set(CAPTION_TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"caption tasks are among {sorted(CAPTION_TASKS)}, not {unknown or 'none'}")
     base = recipe or ToyPretrainConfig()
     cfg = replace(
         base,
-        caption_tasks={"places": 1.0},
+        caption_tasks=dict.fromkeys(tasks, 1.0),
         stage2_projector=StageSchedule(0, 32, 1e-3, warmup=1),  # projector and LM together at once
         stage2=StageSchedule(steps, base.stage2.batch, 1e-3, warmup=min(20, steps)),
         train_vision=(),
@@ -93,7 +101,7 @@ def train_places(
     metrics = stage2_align(model, *samplers, *sources, cfg, lambda record: None, progress)
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, tokenizer, cfg)
-    return {"steps": steps, "cell_weight": cell_weight, **metrics}
+    return {"steps": steps, "tasks": list(tasks), "cell_weight": cell_weight, **metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,27 +112,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     parser.add_argument(
-        "--train-places", type=int, metavar="STEPS", help="first train a copy on places captions alone"
+        "--train", "--train-places", type=int, metavar="STEPS", help="first train a copy on captions alone"
     )
-    parser.add_argument("--cell-weight", type=float, default=0.0, help="with --train-places: the cell loss")
-    parser.add_argument("--train-out", type=Path, help="with --train-places: where the copy goes")
+    parser.add_argument("--tasks", default="places", help="with --train: comma-separated caption tasks")
+    parser.add_argument("--cell-weight", type=float, default=0.0, help="with --train: the cell loss")
+    parser.add_argument("--train-out", type=Path, help="with --train: where the copy goes")
     args = parser.parse_args(argv)
     if not (args.model / "config.json").is_file():
         print(f"error: {args.model} is not a checkpoint folder (no config.json)", file=sys.stderr)
         return 2
-    if args.train_places is not None and (args.train_out is None or args.train_places < 1):
-        print("error: --train-places takes a positive step count and --train-out DIR", file=sys.stderr)
+    if args.train is not None and (args.train_out is None or args.train < 1):
+        print("error: --train takes a positive step count and --train-out DIR", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     try:
         model, training = args.model, None
-        if args.train_places is not None:
-            training = train_places(args.model, args.train_out, args.train_places, args.cell_weight)
+        if args.train is not None:
+            tasks = tuple(t for t in args.tasks.split(",") if t)
+            training = train_captions(args.model, args.train_out, args.train, args.cell_weight, tasks=tasks)
             model = args.train_out
-            print(f"trained {args.train_places} steps into {model}: {json.dumps(training['held_out'])}")
+            print(f"trained {args.train} steps into {model}: {json.dumps(training['held_out'])}")
         config = EvalConfig(frames=args.frames)
         result = place_caption_check(model, config, clips=args.clips)
         result["place_words"] = place_word_check(model, config, clips=args.clips)
+        result["action_words"] = action_word_check(model, config, clips=args.clips)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -138,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         f"place words, teacher forced ({words['words']}): {words['real']:.3f} with the clip's video, "
         f"{words['other_clip']:.3f} with another clip's"
     )
+    actions = result["action_words"]
+    for name, rates in (("every action", actions), ("actions that reverse", actions["order_actions"])):
+        print(
+            f"action checklist, {name} ({rates['decisions']}), teacher forced: {rates['real']:.3f} with "
+            f"the clip's video, {rates['reversed']:.3f} played backwards, {rates['other_clip']:.3f} "
+            "with another clip's"
+        )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

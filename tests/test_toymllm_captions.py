@@ -15,6 +15,8 @@ from zsgrounding.mllm import load_adapter
 from zsgrounding.toymllm.captions import (
     PLACE_PROMPT,
     PLACE_TARGETS,
+    action_word_check,
+    checklist_decisions,
     greedy_answer,
     parse_places,
     place_caption_check,
@@ -22,7 +24,7 @@ from zsgrounding.toymllm.captions import (
     score_places,
     teacher_forced,
 )
-from zsgrounding.toymllm.data import place_list, seen_objects
+from zsgrounding.toymllm.data import action_checklist, place_list, seen_objects
 from zsgrounding.toymllm.evaluate import EvalConfig, toy_clip
 
 
@@ -46,6 +48,27 @@ def test_score_places_counts_object_by_object() -> None:
     assert counts["stays_said_moving"] == 1  # the square is said to move
     right = score_places(truth, truth)
     assert right["first_right"] == right["named"] == 3 and right["last_right"] == right["moves_said"] == 1
+
+
+def test_checklist_decisions_point_at_the_word_after_each_verb_phrase() -> None:
+    checklist = "moves left big red circle , stays still none , grows small blue square big red circle ."
+    words = checklist.split()
+    decisions = checklist_decisions(checklist)
+    assert decisions == [("move_left", 2), ("stay_still", 8), ("grow", 11)]
+    assert [words[i] for _, i in decisions] == ["big", "none", "small"]
+    world = ToyWorldConfig()
+    for index in range(900_000, 900_010):  # real checklists: one decision per entry, on none or a size
+        video = generate_one(index, world)
+        seen = seen_objects(
+            video.objects, video.num_frames, toy_clip(video, 8).frame_ids, (world.width, world.height)
+        )
+        checklist = action_checklist(seen, world)
+        words = checklist.split()
+        decisions = checklist_decisions(checklist)
+        assert len(decisions) == checklist.count(" , ") + 1
+        assert all(words[i] in ("none", "small", "big") for _, i in decisions)
+    with pytest.raises(ValueError, match="no action starts"):
+        checklist_decisions("flies away none .")
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +133,27 @@ def test_place_word_check_scores_every_place_word_with_both_videos(tiny: Path) -
         assert round(result[mode] * expected) == pytest.approx(result[mode] * expected, abs=1e-3)
 
 
+def test_action_word_check_scores_every_entry_and_one_frame_has_no_order(tiny: Path) -> None:
+    config = EvalConfig(frames=1)
+    result = action_word_check(tiny, config, clips=3, progress=False)
+    size = (config.world.width, config.world.height)
+    expected, nobody = 0, 0
+    for index in range(config.start, config.start + 3):
+        video = generate_one(index, config.world)
+        seen = seen_objects(video.objects, video.num_frames, toy_clip(video, 1).frame_ids, size)
+        checklist = action_checklist(seen, config.world)
+        decisions = checklist_decisions(checklist)
+        expected += len(decisions)
+        nobody += sum(checklist.split()[at] == "none" for _, at in decisions)
+    assert result["decisions"] == expected > 0
+    assert result["none"] == round(nobody / expected, 4)
+    # One frame played backwards is the same frame: the same words, to the last one.
+    assert result["reversed"] == result["real"]
+    assert all(rates["reversed"] == rates["real"] for rates in result["by_action"].values())
+    assert 0.0 <= result["other_clip"] <= 1.0
+    assert result["order_actions"]["decisions"] <= expected
+
+
 def test_place_caption_check_scores_every_object_of_every_clip(tiny: Path) -> None:
     config = EvalConfig(frames=1)
     result = place_caption_check(tiny, config, clips=3, progress=False)
@@ -151,16 +195,23 @@ def test_place_caption_benchmark_runs_and_refuses_a_folder_without_a_model(
     assert module.main(["--model", str(tiny), "--clips", "2", "--frames", "1", "--out", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["clips"] == 2 and written["place_words"]["clips"] == 2
+    assert written["action_words"]["clips"] == 2
+    assert (
+        module.main(
+            ["--model", str(tiny), "--train", "2", "--tasks", "dance", "--train-out", str(tmp_path / "d")]
+        )
+        == 2
+    )
 
 
-def test_train_places_moves_the_projector_and_lm_and_keeps_the_tower(tiny: Path, tmp_path: Path) -> None:
+def test_train_captions_moves_the_projector_and_lm_and_keeps_the_tower(tiny: Path, tmp_path: Path) -> None:
     from transformers import LlavaOnevisionForConditionalGeneration
 
     from zsgrounding.toymllm.config import ToyPretrainConfig
 
     torch.set_num_threads(1)
     recipe = ToyPretrainConfig.quick(train_clips=12, eval_clips=6)
-    summary = _benchmark().train_places(tiny, tmp_path / "copy", 3, 1.0, recipe, progress=False)
+    summary = _benchmark().train_captions(tiny, tmp_path / "copy", 3, 1.0, recipe, progress=False)
     assert summary["projector_and_lm"]["steps"] == 3 and summary["projector_only"]["steps"] == 0
     assert set(summary["held_out"]) == {"places"}
     before = LlavaOnevisionForConditionalGeneration.from_pretrained(tiny).state_dict()

@@ -1,27 +1,34 @@
-"""Place caption check: does the toy MLLM say where each object is?
+"""Caption checks: does the toy MLLM say where each object is, and what each one does?
 
 A model trained with the ``places`` caption task is asked "where is each thing?" on held-out
 videos and answers greedily; its caption is compared object by object with the true one
 (:func:`~zsgrounding.toymllm.data.place_list`): is the first place right, does it say the object
 moves ("... then ...") when it does, and is the last place right. The caption's token accuracy
 cannot tell this apart from naming the objects; this can.
+
+The teacher-forced checks score chosen words of a true caption given the words before them, once
+with the clip's own video and once with a video that cannot show the answer: another clip's
+(:func:`place_word_check`), or the same frames played backwards (:func:`action_word_check`), which
+swap "moves left" with "moves right" and "grows" with "shrinks" and leave everything else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from zsgrounding.datasets.toyworld import ToyVideo, generate_one
+from zsgrounding.datasets.toyworld import ACTIONS, ToyVideo, generate_one
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
-from zsgrounding.toymllm.data import place_list, seen_objects
+from zsgrounding.toymllm.data import REVERSE_ACTIONS, action_checklist, place_list, seen_objects
 from zsgrounding.toymllm.evaluate import EvalConfig, _adapter, toy_clip
 from zsgrounding.types import Clip
 
 PLACE_PROMPT = "where is each thing?"
+ACTION_PROMPT = "list the actions."
 
 
 @torch.no_grad()
@@ -184,9 +191,101 @@ def place_word_check(
     return {**rates, "words": words, "clips": clips, "frames": cfg.frames}
 
 
+def checklist_decisions(checklist: str) -> list[tuple[str, int]]:
+    """``[(action, index), ...]``: for each entry of an actions checklist
+    (:func:`~zsgrounding.toymllm.data.action_checklist`), the action and the index of the word
+    right after its verb phrase, where the checklist says ``none`` or begins who does it."""
+    words = checklist.split()
+    phrases = sorted(((ACTIONS[a].split(), a) for a in ACTIONS), key=lambda p: -len(p[0]))
+    out, at = [], 0
+    for entry in checklist.removesuffix(" .").split(" , "):
+        entry_words = entry.split()
+        for phrase, action in phrases:
+            if entry_words[: len(phrase)] == phrase:
+                out.append((action, at + len(phrase)))
+                break
+        else:
+            raise ValueError(f"no action starts the checklist entry {entry!r}")
+        at += len(entry_words) + 1  # the entry and the comma after it
+    if at != len(words) or any(words[i] in (",", ".") for _, i in out):
+        raise ValueError(f"not an actions checklist: {checklist!r}")
+    return out
+
+
+def action_word_check(
+    model: str | Path | MLLMAdapter, config: EvalConfig | None = None, clips: int = 100, progress: bool = True
+) -> dict:
+    """Teacher-forced: does the model read what each object does?
+
+    The model reads each held-out video, "list the actions." and the true actions checklist up to
+    the word after each action's verb phrase; is its most likely word there (``none``, or the size
+    that begins who does it) the true one? Scored with the clip's video (``real``), with the same
+    frames in reverse order (``reversed``, against the forward truth) and with the next held-out
+    clip's video (``other_clip``). Reading the video scores ``real`` above ``other_clip``; reading
+    the order of the frames, which alone tells "moves left" from "moves right", scores ``real``
+    above ``reversed`` on the actions that reverse (``order_actions``). ``none`` is the share of
+    true ``none`` words: what always saying "nobody does it" scores. Returns the three rates and
+    ``none`` over every entry (``decisions`` of them) and over the order actions, per-action rates
+    in ``by_action``, ``clips`` and ``frames``. The model's vocabulary must hold the checklist's
+    words (its recipe trained the ``actions`` caption task).
+    """
+    cfg = config or EvalConfig()
+    adapter = _adapter(model)
+    tokenizer = adapter.tokenizer
+    modes = ("real", "reversed", "other_clip")
+    nobody = tokenizer.convert_tokens_to_ids("none")
+    right: Counter = Counter()
+    count: Counter = Counter()
+    video = generate_one(cfg.start, cfg.world)
+    for index in tqdm(range(cfg.start, cfg.start + clips), desc="action words", disable=not progress):
+        following = generate_one(index + 1, cfg.world)
+        clip = toy_clip(video, cfg.frames)
+        size = (video.width, video.height)
+        checklist = action_checklist(
+            seen_objects(video.objects, video.num_frames, clip.frame_ids, size), cfg.world
+        )
+        ids = tokenizer(checklist, add_special_tokens=False)["input_ids"]
+        if len(ids) != len(checklist.split()) or tokenizer.unk_token_id in ids:
+            raise ValueError("the model's vocabulary does not hold the actions checklist's words")
+        decisions = checklist_decisions(checklist)
+        shown = {
+            "real": clip,
+            "reversed": dataclasses.replace(clip, frames=clip.frames[::-1].copy()),
+            "other_clip": toy_clip(following, cfg.frames),
+        }
+        for mode in modes:
+            predicted = teacher_forced(adapter, adapter.prepare(shown[mode], ACTION_PROMPT), ids)
+            for action, at in decisions:
+                hit = int(predicted[at]) == ids[at]
+                for group in ("all", action, *(("order_actions",) if action in REVERSE_ACTIONS else ())):
+                    right[group, mode] += hit
+                    count[group, mode] += 1
+                    right[group, "none"] += mode == "real" and ids[at] == nobody
+                    count[group, "none"] += mode == "real"
+        video = following
+
+    def rates(group: str) -> dict[str, float | None]:
+        return {
+            m: round(right[group, m] / count[group, m], 4) if count[group, m] else None
+            for m in (*modes, "none")
+        }
+
+    return {
+        **rates("all"),
+        "decisions": count["all", "real"],
+        "order_actions": {**rates("order_actions"), "decisions": count["order_actions", "real"]},
+        "by_action": {a: rates(a) for a in cfg.world.actions if count[a, "real"]},
+        "clips": clips,
+        "frames": cfg.frames,
+    }
+
+
 __all__ = [
+    "ACTION_PROMPT",
     "PLACE_PROMPT",
     "PLACE_TARGETS",
+    "action_word_check",
+    "checklist_decisions",
     "greedy_answer",
     "parse_places",
     "place_caption_check",

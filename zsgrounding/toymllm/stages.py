@@ -37,7 +37,6 @@ from transformers import (
 from zsgrounding.mllm.qwen2_vl import patchify_video
 from zsgrounding.toymllm.config import CurriculumPhase, StageSchedule, ToyPretrainConfig
 from zsgrounding.toymllm.data import PAIR_GAPS, ClipBank, Question, Sampler, TextBatch, collate
-from zsgrounding.toymllm.prefetch import Prefetcher
 
 Log = Callable[[dict], None]
 ToyModel = LlavaOnevisionForConditionalGeneration | Qwen2VLForConditionalGeneration
@@ -502,12 +501,8 @@ def stage1_vision(
     config: ToyPretrainConfig,
     log: Log,
     progress: bool = True,
-    prefetch: bool = True,
 ) -> dict:
-    """Train the tower contrastively on single frames; return the summary with held-out scores.
-
-    ``prefetch`` makes the next batch on a worker thread (:class:`Prefetcher`; the same batches).
-    """
+    """Train the tower contrastively on single frames; return the summary with held-out scores."""
     sizes = config.model
     text = TextEncoder(len(tokenizer), sizes.clip_text_hidden, sizes.clip_text_layers, sizes.clip_embed_dim)
     head = ImageHead(sizes.vision_hidden, sizes.clip_embed_dim)
@@ -530,20 +525,15 @@ def stage1_vision(
         rows, texts, hard = source.frame_batch(batch, negatives, zoom, places)
         return to_pixels(source.frame_pixels(rows)), texts, hard
 
-    def make(step: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def loss_fn(step: int) -> torch.Tensor:
         pixels, texts, negatives = views(
             sampler, config.stage1.batch, config.stage1_negatives, config.stage1_zoom
         )
-        return pixels, _encode_texts(tokenizer, texts + negatives)
+        images = head(tower_hidden(model, pixels))
+        return contrast(images, text(*_encode_texts(tokenizer, texts + negatives)))
 
     model.train()
-    with Prefetcher(make, config.stage1.steps, prefetch) as batches:
-
-        def loss_fn(step: int) -> torch.Tensor:
-            pixels, encoded = batches(step)
-            return contrast(head(tower_hidden(model, pixels)), text(*encoded))
-
-        result = optimise(params, config.stage1, loss_fn, "stage 1 vision", log, progress)
+    result = optimise(params, config.stage1, loss_fn, "stage 1 vision", log, progress)
     model.eval()
 
     # Held-out views: does the true description beat the same one with a shape changed (and, for
@@ -609,10 +599,8 @@ def stage2_align(
     config: ToyPretrainConfig,
     log: Log,
     progress: bool = True,
-    prefetch: bool = True,
 ) -> dict:
-    """Captions: projector (and newline) alone, then with the language model (``prefetch`` as in
-    :func:`stage1_vision`)."""
+    """Captions: projector (and newline) alone, then with the language model."""
     rng = np.random.default_rng([config.seed, 2])
     vision = tower_modules(model) if "stage2" in config.train_vision else []
     projector_parts = projector_modules(model)
@@ -620,25 +608,21 @@ def stage2_align(
     cells = cell_head(model, config, "stage2")
     head = list(cells.parameters()) if cells is not None else []
 
-    def captions(schedule: StageSchedule) -> Prefetcher[TextBatch]:
-        def make(step: int) -> TextBatch:
+    def captions(batch: int) -> Callable[[int], torch.Tensor]:
+        def loss_fn(step: int) -> torch.Tensor:
             frames = _frames(rng, config.train_frames)
-            return sampler.caption_batch(schedule.batch, frames, config.caption_tasks, config.caption_turns)
+            captions = sampler.caption_batch(batch, frames, config.caption_tasks, config.caption_turns)
+            return lm_loss(model, captions, source, cells, config.cell_weight)
 
-        return Prefetcher(make, schedule.steps, prefetch)
-
-    def loss_fn(batches: Prefetcher[TextBatch]) -> Callable[[int], torch.Tensor]:
-        return lambda step: lm_loss(model, batches(step), source, cells, config.cell_weight)
+        return loss_fn
 
     model.train()
     first, second = config.stage2_projector, config.stage2
-    with captions(first) as batches:
-        projector = optimise(_trainable(model, projector_parts, newline) + head, first, loss_fn(batches),
-                             "stage 2a projector", log, progress)  # fmt: skip
+    projector = optimise(_trainable(model, projector_parts, newline) + head, first, captions(first.batch),
+                         "stage 2a projector", log, progress)  # fmt: skip
     lm = [model.model.language_model, model.lm_head]
-    with captions(second) as batches:
-        full = optimise(_trainable(model, [*projector_parts, *lm, *vision], newline, fixed_parameters(model, config)) + head, second, loss_fn(batches),
-                        "stage 2b projector+LM", log, progress, None, _params(vision), config.vision_lr_scale)  # fmt: skip
+    full = optimise(_trainable(model, [*projector_parts, *lm, *vision], newline, fixed_parameters(model, config)) + head, second, captions(second.batch),
+                    "stage 2b projector+LM", log, progress, None, _params(vision), config.vision_lr_scale)  # fmt: skip
     model.eval()
     scores = {
         task: caption_scores(model, held_out, held_out_source, config.eval_frames, {task: 1.0})
@@ -721,10 +705,8 @@ def stage3_instruct(
     log: Log,
     progress: bool = True,
     evals: int = 4,
-    prefetch: bool = True,
 ) -> dict:
-    """Multi-turn yes/no instruction tuning with the curriculum; held-out accuracy ``evals`` times
-    (``prefetch`` as in :func:`stage1_vision`)."""
+    """Multi-turn yes/no instruction tuning with the curriculum; held-out accuracy ``evals`` times."""
     rng = np.random.default_rng([config.seed, 3])
     schedule = config.stage3
     num_visual = config.model.num_visual(config.eval_frames)
@@ -733,12 +715,13 @@ def stage3_instruct(
     cells = cell_head(model, config, "stage3")
     head = list(cells.parameters()) if cells is not None else []
 
-    def make(step: int) -> TextBatch:
+    def loss_fn(step: int) -> torch.Tensor:
         phase = phase_at(config.curriculum, step / schedule.steps)
         frames = _frames(rng, config.train_frames)
-        return sampler.qa_batch(
+        batch = sampler.qa_batch(
             schedule.batch, frames, phase, config.turns, config.caption_fraction, config.caption_tasks
         )
+        return lm_loss(model, batch, source, cells, config.cell_weight)
 
     def on_step(step: int) -> None:
         every = max(1, schedule.steps // max(1, evals))
@@ -752,13 +735,8 @@ def stage3_instruct(
     vision = tower_modules(model) if "stage3" in config.train_vision else []
     parts = [*projector_modules(model), model.model.language_model, model.lm_head, *vision]
     model.train()
-    with Prefetcher(make, schedule.steps, prefetch) as batches:
-
-        def loss_fn(step: int) -> torch.Tensor:
-            return lm_loss(model, batches(step), source, cells, config.cell_weight)
-
-        result = optimise(_trainable(model, parts, newline_parameters(model), fixed_parameters(model, config)) + head, schedule, loss_fn,
-                          "stage 3 instruct", log, progress, on_step, _params(vision), config.vision_lr_scale)  # fmt: skip
+    result = optimise(_trainable(model, parts, newline_parameters(model), fixed_parameters(model, config)) + head, schedule, loss_fn,
+                      "stage 3 instruct", log, progress, on_step, _params(vision), config.vision_lr_scale)  # fmt: skip
     model.eval()
     scores = quick_vqa(model, tokenizer, held_out_source, questions, num_visual)
     history.append({"step": schedule.steps, **scores})

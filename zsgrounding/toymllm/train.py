@@ -165,7 +165,6 @@ def pretrain(
     progress: bool = True,
     command: str | None = None,
     keep_stages: bool = False,
-    prefetch: bool = True,
 ) -> dict:
     """Run every stage, save the checkpoint and ``recipe.json``; return the recipe dict.
 
@@ -175,8 +174,6 @@ def pretrain(
         progress: tqdm bars.
         command: recorded in the recipe (default: this process's command line).
         keep_stages: keep the per-stage resume files after saving.
-        prefetch: make each next batch on a worker thread while a step trains (the same batches
-            and weights; False makes them in the loop, as before).
     """
     cfg = config or ToyPretrainConfig()
     out = Path(out_dir)
@@ -207,9 +204,7 @@ def pretrain(
     metrics["stage1"] = _load_stage(out, "stage1", config_json, model)
     if metrics["stage1"] is None:
         torch.manual_seed(cfg.seed + 1)
-        metrics["stage1"] = stage1_vision(
-            model, tokenizer, sampler(1), held_out, cfg, log, progress, prefetch
-        )
+        metrics["stage1"] = stage1_vision(model, tokenizer, sampler(1), held_out, cfg, log, progress)
         _save_stage(out, "stage1", config_json, model, metrics["stage1"])
     timings["stage1"] = round(time.perf_counter() - t0, 1)
 
@@ -231,7 +226,7 @@ def pretrain(
     if metrics["stage2"] is None:
         torch.manual_seed(cfg.seed + 2)
         metrics["stage2"] = stage2_align(
-            model, sampler(2), held_out, source, held_out_source, cfg, log, progress, prefetch
+            model, sampler(2), held_out, source, held_out_source, cfg, log, progress
         )
         _save_stage(out, "stage2", config_json, model, metrics["stage2"])
     timings["stage2"] = round(time.perf_counter() - t0, 1)
@@ -246,7 +241,7 @@ def pretrain(
     if metrics["stage3"] is None:
         torch.manual_seed(cfg.seed + 3)
         metrics["stage3"] = stage3_instruct(model, tokenizer, sampler(3), source, held_out_source, questions,
-                                            cfg, log, progress, cfg.stage3_evals, prefetch)  # fmt: skip
+                                            cfg, log, progress, cfg.stage3_evals)  # fmt: skip
         _save_stage(out, "stage3", config_json, model, metrics["stage3"])
     timings["stage3"] = round(time.perf_counter() - t0, 1)
 

@@ -150,11 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{words['other_clip']:.3f} with another clip's"
     )
     actions = result["action_words"]
-    for name, rates in (("every action", actions), ("actions that reverse", actions["order_actions"])):
+    groups = (("every action", actions), ("actions that reverse", actions["order_actions"]),
+              ("moves", actions["moves"]))  # fmt: skip
+    for name, rates in groups:
         print(
             f"action checklist, {name} ({rates['decisions']}), teacher forced: {rates['real']:.3f} with "
             f"the clip's video, {rates['reversed']:.3f} played backwards, {rates['other_clip']:.3f} "
-            "with another clip's"
+            f"with another clip's; always none {rates['none']:.3f}"
         )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

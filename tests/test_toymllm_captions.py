@@ -152,6 +152,7 @@ def test_action_word_check_scores_every_entry_and_one_frame_has_no_order(tiny: P
     assert all(rates["reversed"] == rates["real"] for rates in result["by_action"].values())
     assert 0.0 <= result["other_clip"] <= 1.0
     assert result["order_actions"]["decisions"] <= expected
+    assert result["moves"]["decisions"] <= result["order_actions"]["decisions"]
 
 
 def test_place_caption_check_scores_every_object_of_every_clip(tiny: Path) -> None:

@@ -225,8 +225,9 @@ def action_word_check(
     the order of the frames, which alone tells "moves left" from "moves right", scores ``real``
     above ``reversed`` on the actions that reverse (``order_actions``). ``none`` is the share of
     true ``none`` words: what always saying "nobody does it" scores. Returns the three rates and
-    ``none`` over every entry (``decisions`` of them) and over the order actions, per-action rates
-    in ``by_action``, ``clips`` and ``frames``. The model's vocabulary must hold the checklist's
+    ``none`` over every entry (``decisions`` of them), over the order actions and over the four
+    moves (``moves``: left, right, up, down), per-action rates in ``by_action``, ``clips`` and
+    ``frames``. The model's vocabulary must hold the checklist's
     words (its recipe trained the ``actions`` caption task).
     """
     cfg = config or EvalConfig()
@@ -257,7 +258,10 @@ def action_word_check(
             predicted = teacher_forced(adapter, adapter.prepare(shown[mode], ACTION_PROMPT), ids)
             for action, at in decisions:
                 hit = int(predicted[at]) == ids[at]
-                for group in ("all", action, *(("order_actions",) if action in REVERSE_ACTIONS else ())):
+                groups = ["all", action]
+                groups += ["order_actions"] if action in REVERSE_ACTIONS else []
+                groups += ["moves"] if action.startswith("move_") else []
+                for group in groups:
                     right[group, mode] += hit
                     count[group, mode] += 1
                     right[group, "none"] += mode == "real" and ids[at] == nobody
@@ -274,6 +278,7 @@ def action_word_check(
         **rates("all"),
         "decisions": count["all", "real"],
         "order_actions": {**rates("order_actions"), "decisions": count["order_actions", "real"]},
+        "moves": {**rates("moves"), "decisions": count["moves", "real"]},
         "by_action": {a: rates(a) for a in cfg.world.actions if count[a, "real"]},
         "clips": clips,
         "frames": cfg.frames,

@@ -227,8 +227,8 @@ def action_word_check(
     true ``none`` words: what always saying "nobody does it" scores. Returns the three rates and
     ``none`` over every entry (``decisions`` of them), over the order actions and over the four
     moves (``moves``: left, right, up, down), per-action rates in ``by_action``, ``clips`` and
-    ``frames``. The model's vocabulary must hold the checklist's
-    words (its recipe trained the ``actions`` caption task).
+    ``frames``. The model's vocabulary must hold the checklist's words (its recipe trained the
+    ``actions`` caption task).
     """
     cfg = config or EvalConfig()
     adapter = _adapter(model)
@@ -254,18 +254,18 @@ def action_word_check(
             "reversed": dataclasses.replace(clip, frames=clip.frames[::-1].copy()),
             "other_clip": toy_clip(following, cfg.frames),
         }
-        for mode in modes:
-            predicted = teacher_forced(adapter, adapter.prepare(shown[mode], ACTION_PROMPT), ids)
+        said = {
+            m: teacher_forced(adapter, adapter.prepare(shown[m], ACTION_PROMPT), ids).tolist() for m in modes
+        }
+        said["none"] = [nobody] * len(ids)  # always "nobody does it": the baseline
+        for mode, words in said.items():
             for action, at in decisions:
-                hit = int(predicted[at]) == ids[at]
                 groups = ["all", action]
                 groups += ["order_actions"] if action in REVERSE_ACTIONS else []
                 groups += ["moves"] if action.startswith("move_") else []
                 for group in groups:
-                    right[group, mode] += hit
+                    right[group, mode] += words[at] == ids[at]
                     count[group, mode] += 1
-                    right[group, "none"] += mode == "real" and ids[at] == nobody
-                    count[group, "none"] += mode == "real"
         video = following
 
     def rates(group: str) -> dict[str, float | None]:

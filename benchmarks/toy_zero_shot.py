@@ -1,9 +1,10 @@
-"""The training-free method (seed 003) measured on the shipped toy MLLM, in one command.
+"""The training-free method measured on the shipped toy MLLM, in one command.
 
     python benchmarks/toy_zero_shot.py --tune --out runs/toy_zs   # sweep on validation, then held-out
     python benchmarks/toy_zero_shot.py --out runs/toy_zs          # settings from the options below
     python benchmarks/toy_zero_shot.py --quick --out /tmp/toy_zs  # a smoke run: few clips and frames
     python benchmarks/toy_zero_shot.py --model DIR --out OUT      # any LLaVA-OneVision-like checkpoint
+    python benchmarks/toy_zero_shot.py --presets reference-hcstvg-v2,paper --out OUT  # + preset rows
 
 Two toy-world splits are made (or reused) under ``<out>/data``: a VALIDATION split (seed 3000,
 60 clips), the only one ``--tune`` looks at, and a HELD-OUT split (seed 4000, 200 clips) that
@@ -72,6 +73,7 @@ from zsgrounding.mllm import MLLMAdapter, PreparedInputs, load_adapter
 from zsgrounding.pilot_run import run_pilot
 from zsgrounding.pipeline import QuestionMaps, ZeroShotConfig, ZeroShotGrounder, interrogative
 from zsgrounding.predictions import tube_from_json
+from zsgrounding.presets import PRESETS
 from zsgrounding.proposals import ToyProposer
 from zsgrounding.report import markdown_table
 from zsgrounding.runner import RunConfig, is_error, load_results, run_dataset
@@ -212,18 +214,22 @@ class BenchGrounder(ZeroShotGrounder):
         self.cache = cache
         self._reused = 0.0
 
-    def _key(self, clip: Clip, question: str, tune: bool, tas: bool) -> tuple[Any, ...]:
+    def _key(
+        self, clip: Clip, question: str, tune: bool, tas: bool, map_question: str | None
+    ) -> tuple[Any, ...]:
         cfg = self.config
         lra = cfg.lra if tune else replace(cfg.lra, steps=0)
         return (
             str(clip.path),
             tuple(int(f) for f in clip.frame_ids),
             question,
+            map_question,
             tune,
             tas,
             cfg.layers,
             cfg.relative,
             lra,
+            cfg.adapter,
         )
 
     def question_maps(
@@ -233,15 +239,16 @@ class BenchGrounder(ZeroShotGrounder):
         tune: bool,
         tas: bool,
         prepared_cache: dict[str, PreparedInputs] | None = None,
+        map_question: str | None = None,
     ) -> QuestionMaps:
-        key = self._key(clip, question, tune, tas)
+        key = self._key(clip, question, tune, tas, map_question)
         hit = self.cache.entries.get(key)
         if hit is not None:
             maps, seconds = hit
             self._reused += seconds
             return replace(maps, backward_seconds=0.0)  # nothing ran backwards in this call
         tick = time.perf_counter()
-        maps = super().question_maps(clip, question, tune, tas, prepared_cache)
+        maps = super().question_maps(clip, question, tune, tas, prepared_cache, map_question)
         self.cache.entries[key] = (maps, time.perf_counter() - tick)
         return maps
 
@@ -640,6 +647,36 @@ def _parse_layers(text: str) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
+def _parse_presets(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(PRESETS)}"
+        )
+    return names
+
+
+def preset_rows(
+    names: Sequence[str],
+    split: Split,
+    model: str,
+    model_name: str,
+    num_frames: int,
+    out: Path,
+    progress: bool,
+) -> dict[str, Row]:
+    """One held-out row per preset, each with an adapter loaded with the preset's options."""
+    rows = {}
+    for name in names:
+        config = ZeroShotConfig.preset(name, model=model_name, num_frames=num_frames)
+        adapter = load_adapter(model, num_frames=num_frames, options=config.adapter)
+        rows[f"preset {name}"] = run_row(
+            f"preset {name}", config, split, adapter, MapsCache(), out, model, progress
+        )
+    return rows
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="toy", help="checkpoint folder or hub id ('toy': the shipped one)")
@@ -675,6 +712,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="pairs of the question-swap test also run with the full method's tuned spatial maps",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-track row")
+    parser.add_argument(
+        "--presets",
+        type=_parse_presets,
+        default=(),
+        help="comma-separated ZeroShotConfig presets run on the held-out split beside the full method "
+        "(e.g. reference-hcstvg-v2,paper), at --num-frames frames",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.val_seed == args.heldout_seed:
@@ -703,7 +747,11 @@ def _lra_line(effect: Mapping[str, Mapping[str, Any]], steps: int) -> str:
 
 
 def render_markdown(
-    result: Mapping[str, Any], rows: Mapping[str, Row], tuning: Mapping[str, Any] | None, pilot_md: str
+    result: Mapping[str, Any],
+    rows: Mapping[str, Row],
+    tuning: Mapping[str, Any] | None,
+    pilot_md: str,
+    presets: Mapping[str, Row] | None = None,
 ) -> str:
     """The report: settings, sweep, rows, diagnostics."""
     s = result["settings"]
@@ -753,6 +801,18 @@ def render_markdown(
         "",
         _lra_line(result["lra_effect"], s["lra_steps"]),
         "",
+    ]
+    if presets:
+        lines += [
+            f"## Held-out split: presets beside this run's full method ({s['heldout_n']} clips; percent)",
+            "",
+            _rows_markdown({FULL_ROW: rows[FULL_ROW], **presets}),
+            "",
+            "Each preset row runs `ZeroShotConfig.preset(name)` (the released code's settings, or the "
+            "paper's) at this run's frame count, with an adapter loaded with the preset's options.",
+            "",
+        ]
+    lines += [
         "## Pointing: argmax cell of the spatial evidence on each ground-truth frame (held-out; percent)",
         "",
         "`centre`: the cell's centre lies in the box; `overlap`: the box covers part of the cell (the "
@@ -858,6 +918,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seconds["rows"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
+        presets = preset_rows(args.presets, heldout, model_path, args.model, args.num_frames, out, progress)
+        seconds["presets"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
         pointing = pointing_table([rows[name] for name, _ in TABLE2], heldout, grid)  # type: ignore[arg-type]
         pairs = swap_pairs(heldout)
         plain = BenchGrounder(GTI_ROW, chosen.ablation(**table2[GTI_ROW]), adapter, None, cache)
@@ -941,6 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "chosen": tuning["chosen"],
         },
         "rows": {name: row.to_json() for name, row in rows.items()},
+        "presets": {name: row.to_json() for name, row in presets.items()},
         "derived_exact": exact,
         "lra_effect": lra_effect(rows[FULL_ROW]),
         "full_done": full_done,
@@ -952,7 +1017,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "pilot": pilot_json,
         "seconds": seconds,
     }
-    markdown = render_markdown(result, rows, tuning, pilot.to_markdown())
+    markdown = render_markdown(result, rows, tuning, pilot.to_markdown(), presets)
     (out / "toy_zero_shot.md").write_text(markdown)
     (out / "toy_zero_shot.json").write_text(json.dumps(_clean(result), indent=2) + "\n")
     print(markdown)

@@ -439,6 +439,11 @@ def test_reference_file_import(tmp_path: Any, serve: Any) -> None:
         },
         "v2.mp4": {"decompose_attribute": "the boy with a kite", "decompose_action": []},
         "v3": {},
+        # The released code keeps the last element; the failure marker means the whole query.
+        "v4": {
+            "decompose_attribute": ["the man", "the tall man in a coat"],
+            "decompose_action": ["the man who waves", "Sorry, please describe this video."],
+        },
     }
     path.write_text(json.dumps(reference), encoding="utf-8")
     loaded = load_reference_decompositions(path)
@@ -446,6 +451,7 @@ def test_reference_file_import(tmp_path: Any, serve: Any) -> None:
         "v1": Decomposition("", "the woman in the white dress", "the woman who opens the door", "reference"),
         "v2.mp4": Decomposition("", "the boy with a kite", "", "reference"),
         "v3": Decomposition("", "", "", "reference"),
+        "v4": Decomposition("", "the tall man in a coat", "", "reference"),
     }
     server = serve()
     decomposer = Decomposer(_llm(server), reference=loaded)
@@ -461,6 +467,10 @@ def test_reference_file_import(tmp_path: Any, serve: Any) -> None:
         "Is there the cat sleeps in this video?",
         "Is there the cat sleeps in this video?",
     )
+    assert decomposer.decompose("The man waves.", key="v4").questions() == (
+        "Is there the tall man in a coat in this video?",
+        "Is there the man waves in this video?",
+    )
     assert server.requests == []
     # A video the file does not know goes on to the LLM.
     assert decomposer.decompose(QUERY, key="v9.mp4").source == "llm"
@@ -472,6 +482,7 @@ def test_reference_file_import(tmp_path: Any, serve: Any) -> None:
     [
         ("[1, 2]", "expected an object keyed by video name"),
         ('{"v1": {"decompose_attribute": 5}}', "video 'v1': decompose_attribute must be a list"),
+        ('{"v1": {"decompose_action": ["a", 3]}}', "video 'v1': decompose_action must be a list"),
         ('{"v1": "the man"}', "video 'v1': entry must be an object"),
         ("{oops", "unreadable decomposition file"),
     ],

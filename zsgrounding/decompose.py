@@ -74,6 +74,12 @@ def as_question(sub_query: str) -> str:
     return QUESTION_TEMPLATE.format(tidy(sub_query))
 
 
+def reference_tidy(text: str) -> str:
+    """A sub-query as the released code puts it in a question: leading and trailing ``.`` stripped,
+    then surrounding whitespace, nothing else (``"The man goes to the car."`` keeps its ``The``)."""
+    return text.strip(".").strip()
+
+
 @dataclass(frozen=True)
 class Decomposition:
     """A query split into two sub-queries that both name the target.
@@ -124,25 +130,38 @@ class Decomposition:
 # ------------------------------------------------------------------------------------ reference
 
 
-def _first_text(value: Any, what: str) -> str:
-    """The first non-empty string of a list (or a plain string); ``""`` when there is none."""
+# What the released GPT-4 decompositions say when the model could not split a sentence.
+FAILURE_MARKER = "please describe this video"
+
+
+def _reference_text(value: Any, what: str) -> str:
+    """The sub-query of one list of the released file, as the released code picks it.
+
+    The released code walks the list and keeps the last element, and an element holding
+    :data:`FAILURE_MARKER` stands for the whole query; both become ``""`` here, which
+    :meth:`Decomposition.for_query` turns into the query. A blank last element is read the same
+    way (the released code would ask "Is there  in this video?").
+    """
     if value is None:
         return ""
     if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, list):
-        return next((v.strip() for v in value if isinstance(v, str) and v.strip()), "")
-    raise ValueError(f"{what} must be a list of strings or a string, not {type(value).__name__}")
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} must be a list of strings or a string, not {type(value).__name__}")
+    if not value or FAILURE_MARKER in value[-1]:
+        return ""
+    return value[-1].strip()
 
 
 def load_reference_decompositions(path: str | Path) -> dict[str, Decomposition]:
     """Read the reference's ``gpt4_decompose_attr_action.json``.
 
     Format: ``{video_name: {"decompose_attribute": [str, ...], "decompose_action": [str, ...]}}``
-    (a plain string is accepted for either list). Each sub-query is the first non-empty string;
-    an empty or missing list gives ``""``, and ``query`` is ``""`` because the file does not
-    carry the sentence: :meth:`Decomposition.for_query` (called by :class:`Decomposer`) puts
-    the query in both places, which is the reference's own fallback.
+    (a plain string is accepted for either list). Each sub-query is the list's last element, as
+    the released code uses it; an empty or missing list, or a last element holding the failure
+    marker ``please describe this video``, gives ``""``. ``query`` is ``""`` because the file does
+    not carry the sentence: :meth:`Decomposition.for_query` (called by :class:`Decomposer`) puts
+    the query in place of ``""``, which is the released code's own fallback.
     """
     path = Path(path)
     try:
@@ -158,8 +177,8 @@ def load_reference_decompositions(path: str | Path) -> dict[str, Decomposition]:
         try:
             if not isinstance(entry, dict):
                 raise ValueError("entry must be an object")
-            attribute = _first_text(entry.get("decompose_attribute"), "decompose_attribute")
-            action = _first_text(entry.get("decompose_action"), "decompose_action")
+            attribute = _reference_text(entry.get("decompose_attribute"), "decompose_attribute")
+            action = _reference_text(entry.get("decompose_action"), "decompose_action")
         except ValueError as exc:
             raise DecompositionError(f"{path}: video {video!r}: {exc}") from exc
         out[str(video)] = Decomposition("", attribute, action, "reference")

@@ -5,10 +5,21 @@ The yes/no question built from a sub-query (``"Is there {attribute} in this vide
 be answered "yes": with ``s(q) = logit(yes) - logit(no)`` at the answer position, the loss
 ``1 - (s(q_sub) - s(q_0))`` contrasts the sub-query with a generic prompt ``q_0`` ("Please
 describe this video.") run with the SAME latent, so the latent learns what is specific to the
-sub-query rather than what raises "yes" for any prompt. The reference settings: 2 plain gradient
-steps of size 8.0, each followed by smoothing ``0.5 * new + 0.5 * previous``. The model stays
-frozen; the attention of the special tokens with the tuned latent is the evidence
-(:func:`lra_maps`).
+sub-query rather than what raises "yes" for any prompt. The model stays frozen; the attention of
+the special tokens with the tuned latent is the evidence (:func:`lra_maps`).
+
+Two update schedules, both plain gradient steps (no Adam, no normalisation) with step size
+``lr`` and smoothing ``beta`` (the released code's 8.0 and 0.5, 2 steps):
+
+- ``"reference"``, what the released code computes. It keeps the latent ``p`` and its previous
+  value ``p_prev``, both starting at zero; step ``k`` evaluates the loss at ``cur = beta * p +
+  (1 - beta) * p_prev``, then sets ``p_prev, p = p, p - lr * c_k * g`` with ``c_0 = 1`` and
+  ``c_k = beta`` after (the gradient is taken with respect to ``p`` alone, and at the first step
+  ``p`` and ``p_prev`` are the same tensor). The maps use ``beta * p + (1 - beta) * p_prev``.
+  With two steps: evaluated at ``0`` and ``-4 g0``, final latent ``-8 g0 - 2 g1``.
+- ``"ours"``, the schedule this toolkit used before the audit: ``latent <- latent - beta * lr * g``
+  after each step, the maps use the last latent. Same evaluation points, final latent
+  ``-4 g0 - 4 g1`` with two steps (kept so earlier runs can be reproduced).
 
 One optimisation step is ONE forward and backward: the sub-query and generic inputs are stacked
 in one batch (:func:`zsgrounding.mllm.base.stack_prepared`). Several independent latents can be
@@ -36,15 +47,17 @@ __all__ = ["LRAConfig", "LRAResult", "lra_maps", "prepare_generic", "tune_latent
 
 @dataclass(frozen=True)
 class LRAConfig:
-    """Settings of the latent tuning (defaults: seed 003's reference code).
+    """Settings of the latent tuning.
 
     Attributes:
         steps: gradient steps (one forward and backward each); 0 leaves the latent at zero.
-        step_size: size of the plain gradient step ``latent - step_size * grad``.
-        smoothing: weight of the new latent in ``smoothing * new + (1 - smoothing) * previous``.
+        step_size: ``lr`` of the plain gradient step (the released code: 8.0).
+        smoothing: ``beta`` of the schedule (the released code: 0.5).
+        schedule: ``"reference"`` or ``"ours"`` (see the module docstring).
         contrast: ``"generic"``: loss ``1 - (s(q_sub) - s(q_0))`` with the generic prompt;
             ``"none"``: ``1 - s(q_sub)``.
-        generic_question: the generic prompt ``q_0`` (see :func:`prepare_generic`).
+        generic_question: the generic prompt ``q_0`` (see :func:`prepare_generic`); the released
+            code's is ``please describe this video`` (lower case, no period).
         layers: decoder-layer window ``[lo, hi)`` the evidence maps are averaged over (``None``:
             all layers). The tuning itself does not read it (the loss is on the logits); it is
             the ``layers`` callers pass to :func:`lra_maps` / ``tas_maps``.
@@ -54,6 +67,7 @@ class LRAConfig:
     steps: int = 2
     step_size: float = 8.0
     smoothing: float = 0.5
+    schedule: Literal["reference", "ours"] = "ours"
     contrast: Literal["generic", "none"] = "generic"
     generic_question: str = "Please describe this video."
     layers: tuple[int, int] | None = None
@@ -64,6 +78,8 @@ class LRAConfig:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if not 0.0 < self.smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {self.smoothing}")
+        if self.schedule not in ("reference", "ours"):
+            raise ValueError(f"schedule must be 'reference' or 'ours', got {self.schedule!r}")
         if self.contrast not in ("generic", "none"):
             raise ValueError(f"contrast must be 'generic' or 'none', got {self.contrast!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
@@ -78,8 +94,9 @@ class LRAResult:
     score and loss rows are measured at each step's forward, before that step's update.
 
     Attributes:
-        latent: ``(B, V, D)`` float32, one latent per input, in grid order (for a
-            frame-reversed input: the reversed input's grid); the last finite one.
+        latent: ``(B, L, D)`` float32, one latent per input, in grid order (for a
+            frame-reversed input: the reversed input's grid), then the separators when the input
+            covers them (``PreparedInputs.num_latent``); the last finite one.
         sub_scores: ``(K, B)`` s(q_sub) per step.
         generic_scores: ``(K, B)`` s(q_0) per step; ``None`` without contrast.
         losses: ``(K, B)`` each input's loss ``1 - (s(q_sub) - s(q_0))`` per step.
@@ -170,9 +187,13 @@ def tune_latent(
     whose loss, gradient or update is non-finite stops at its last finite value (flagged in
     ``non_finite``); the others go on.
     """
-    rows, v, d = sub.batch_size, sub.num_visual, sub.inputs_embeds.shape[-1]
+    rows, v, d = sub.batch_size, sub.num_latent, sub.inputs_embeds.shape[-1]
     device = sub.inputs_embeds.device
-    latent = torch.zeros(rows, v, d, dtype=torch.float32, device=device)
+    # The schedule's state: p and its previous value p_prev ("ours" keeps p_prev unused).
+    p = torch.zeros(rows, v, d, dtype=torch.float32, device=device)
+    p_prev = torch.zeros_like(p)
+    beta = config.smoothing
+    reference = config.schedule == "reference"
     contrast = config.contrast == "generic" and config.steps > 0
     batch = sub
     if contrast:
@@ -188,8 +209,9 @@ def tune_latent(
     updates = torch.zeros(rows, dtype=torch.long, device=device)
     seconds = {"forward": 0.0, "backward": 0.0}
     with _frozen(adapter.model), torch.enable_grad():
-        for _ in range(config.steps):
-            variable = latent.clone().requires_grad_(True)
+        for k in range(config.steps):
+            point = beta * p + (1.0 - beta) * p_prev if reference else p
+            variable = point.clone().requires_grad_(True)
             # The generic rows see the same latent as their sub-query rows.
             delta = torch.cat([variable, variable]) if contrast else variable
             tick = time.perf_counter()
@@ -215,16 +237,21 @@ def tune_latent(
             if config.max_grad_norm is not None:
                 norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                 grad = grad * (config.max_grad_norm / norm).clamp(max=1.0)[:, None, None]
-            stepped = latent - config.step_size * grad
-            smoothed = config.smoothing * stepped + (1.0 - config.smoothing) * latent
-            ok = torch.isfinite(grad).flatten(1).all(dim=1) & torch.isfinite(smoothed).flatten(1).all(dim=1)
-            apply = active & ok
+            if reference:
+                # d loss / d p is beta * g once p_prev is a separate tensor (every step but the first).
+                stepped = p - config.step_size * (1.0 if k == 0 else beta) * grad
+            else:
+                # Written as the smoothed step it was introduced as (same floats as before).
+                stepped = beta * (p - config.step_size * grad) + (1.0 - beta) * p
+            ok = torch.isfinite(grad).flatten(1).all(dim=1) & torch.isfinite(stepped).flatten(1).all(dim=1)
+            apply = (active & ok)[:, None, None]
+            p_prev, p = torch.where(apply, p, p_prev), torch.where(apply, stepped, p)
+            updates += apply.flatten().long()
             non_finite |= active & ~ok
-            latent = torch.where(apply[:, None, None], smoothed, latent)
-            updates += apply.long()
             active &= ok
             if not bool(active.any()):
                 break
+    latent = beta * p + (1.0 - beta) * p_prev if reference else p
 
     def history(values: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(values) if values else torch.zeros(0, rows, device=device)
@@ -256,7 +283,7 @@ def lra_maps(
     Args:
         adapter: the MLLM.
         prepared: the sub-query input, ``B >= 1`` rows.
-        latent: ``(V, D)`` or ``(B, V, D)`` (``LRAResult.latent``); ``None``: no latent.
+        latent: ``(L, D)`` or ``(B, L, D)`` (``LRAResult.latent``); ``None``: no latent.
         layers: the layer window ``[lo, hi)``.
         relative_to: divide by the generic prompt's maps (relative attention, ``maps /
             (generic + eps)``): its input (``B`` rows or one; it runs in the SAME stacked

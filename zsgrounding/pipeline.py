@@ -1,4 +1,9 @@
-"""The training-free grounder of seed 003: one config, one ``ground`` call.
+"""The training-free grounder: one config, one ``ground`` call.
+
+The method of *Unleashing the Potential of Multimodal LLMs for Zero-Shot Spatio-Temporal Video
+Grounding* (Yang et al.). ``ZeroShotConfig.preset(name)`` gives the settings of its released
+code per dataset, or of the paper's text (:mod:`zsgrounding.presets`); the plain
+``ZeroShotConfig()`` keeps this toolkit's earlier defaults.
 
 ``ZeroShotGrounder(config).ground(video, query)`` runs, in order:
 
@@ -13,7 +18,7 @@
 7. the shared tube scorer: the track with the highest spatial score, its span from the temporal
    map (:class:`zsgrounding.tubes.TubeScorer`).
 
-Each component has a flag, so the rows of seed 003's Table 2 are configs:
+Each component has a flag, so the rows of the paper's Table 2 are configs:
 
 =============================  ======  ===============  ================  =====
 row                            gti     spatial_prompt   temporal_prompt   tas
@@ -35,27 +40,52 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from zsgrounding.assets import resolve_model
-from zsgrounding.decompose import QUESTION_TEMPLATE, Decomposer, Decomposition, noun_phrase, tidy
+from zsgrounding.decompose import (
+    QUESTION_TEMPLATE,
+    Decomposer,
+    Decomposition,
+    noun_phrase,
+    reference_tidy,
+    tidy,
+)
 from zsgrounding.errors import STVGError
 from zsgrounding.gti import GTIMethod, select_grounding_token
 from zsgrounding.lra import LRAConfig, lra_maps, tune_latent
 from zsgrounding.mllm import MLLMAdapter, PreparedInputs, load_adapter
+from zsgrounding.mllm.options import AdapterOptions
+from zsgrounding.mllm.registry import entry_for_checkpoint, entry_for_family
+from zsgrounding.presets import make_preset
 from zsgrounding.tas import tas_maps
 from zsgrounding.timing import forward_clock
 from zsgrounding.tubes import TubeScorer, TubeScorerConfig
 from zsgrounding.types import Clip, GroundingResult, Sample, Track
-from zsgrounding.video import sample_uniform
+from zsgrounding.video import SAMPLINGS, sample_uniform
 
 __all__ = ["ZeroShotConfig", "ZeroShotGrounder", "interrogative"]
 
+QuestionStyle = Literal["tidy", "reference"]
 
-def interrogative(sub_query: str, template: str = QUESTION_TEMPLATE) -> str:
-    """The yes/no question of a (sub-)query: ``"Is there the red circle in this video?"``."""
+
+def interrogative(
+    sub_query: str,
+    template: str = QUESTION_TEMPLATE,
+    style: QuestionStyle = "tidy",
+    whole_query: bool = False,
+) -> str:
+    """The yes/no question of a (sub-)query: ``"Is there the red circle in this video?"``.
+
+    ``style="tidy"``: :func:`zsgrounding.decompose.tidy` (a leading capitalised article lowered,
+    trailing punctuation dropped). ``style="reference"``: as the released code builds it: the
+    whole query lower-cased (its data loader lowers sentences; sub-queries keep their case), then
+    leading and trailing periods and whitespace stripped.
+    """
+    if style == "reference":
+        return template.format(reference_tidy(sub_query.lower() if whole_query else sub_query))
     return template.format(tidy(sub_query))
 
 
@@ -63,10 +93,16 @@ def interrogative(sub_query: str, template: str = QUESTION_TEMPLATE) -> str:
 class ZeroShotConfig:
     """Settings of the training-free grounder.
 
+    ``ZeroShotConfig.preset(name)`` fills every field for a named preset (the released code per
+    dataset, or the paper); the plain defaults are this toolkit's earlier choices.
+
     Attributes:
         model: checkpoint directory or hub id of the MLLM (any family of :mod:`zsgrounding.mllm`).
         family: force an adapter family instead of reading the checkpoint's ``model_type``.
-        num_frames: frames sampled uniformly from the video (seed 003: 20).
+        preset_name: the preset the settings came from (``None``: set by hand).
+        num_frames: frames sampled uniformly from the video (the released code: 20).
+        sampling: ``"centres"`` (the centres of equal segments) or ``"linspace"`` (``int`` of
+            ``np.linspace(0, n - 1, num_frames)``, both ends included: the released code).
         gti: grounding-token identification: ``"max_activation"`` (the paper's GTI),
             ``"mean"`` of all special tokens (Table 2's first row) or ``"fixed"``.
         fixed_index: the special token used with ``gti="fixed"`` (negative: from the end).
@@ -74,18 +110,27 @@ class ZeroShotConfig:
         temporal_prompt: ask the action sub-query and tune an LRA latent on it.
         tas: assemble the spatial maps of the original and the frame-reversed input.
         layers: decoder-layer window ``[lo, hi)`` the attention maps are averaged over
-            (``None``: all layers; the reference used 6..25 of 32 for LLaVA).
+            (``None``: all layers, as the released LRA / TAS code; its newest revision's baseline
+            averages layers 6..25 inclusive, ``(6, 26)`` here).
         relative: relative attention: divide the maps by those of the generic prompt
-            ("Please describe this video."), which removes what every prompt attends to.
-        lra: the latent tuning (steps, step size, smoothing, contrast with the generic prompt).
+            (``lra.generic_question``, run with the same latent), which removes what every prompt
+            attends to.
+        lra: the latent tuning (steps, step size, schedule, contrast with the generic prompt).
         scorer: the shared tube scorer's settings.
         question_template: how a sub-query becomes a question.
+        question_style: ``"tidy"`` or ``"reference"`` (see :func:`interrogative`).
+        temporal_map_question: the question the temporal maps are read with: ``"sub_query"``
+            (the action question the latent was tuned on) or ``"query"`` (the whole query with
+            the action-tuned latent: the released Qwen2-VL code).
+        adapter: how the adapter feeds the model (:class:`AdapterOptions`).
         dtype, device: passed to the model loading.
     """
 
     model: str = "toy"
     family: str | None = None
+    preset_name: str | None = None
     num_frames: int = 20
+    sampling: Literal["centres", "linspace"] = "centres"
     gti: GTIMethod = "max_activation"
     fixed_index: int = -1
     spatial_prompt: bool = True
@@ -96,8 +141,36 @@ class ZeroShotConfig:
     lra: LRAConfig = field(default_factory=LRAConfig)
     scorer: TubeScorerConfig = field(default_factory=TubeScorerConfig)
     question_template: str = QUESTION_TEMPLATE
+    question_style: QuestionStyle = "tidy"
+    temporal_map_question: Literal["sub_query", "query"] = "sub_query"
+    adapter: AdapterOptions = field(default_factory=AdapterOptions)
     dtype: str | None = None
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise STVGError(f"sampling must be one of {', '.join(SAMPLINGS)}; got {self.sampling!r}")
+        if self.question_style not in ("tidy", "reference"):
+            raise STVGError(f"question_style must be 'tidy' or 'reference'; got {self.question_style!r}")
+        if self.temporal_map_question not in ("sub_query", "query"):
+            raise STVGError(
+                f"temporal_map_question must be 'sub_query' or 'query'; got {self.temporal_map_question!r}"
+            )
+        if self.num_frames < 1:
+            raise STVGError(f"num_frames must be at least 1, got {self.num_frames}")
+
+    @classmethod
+    def preset(cls, name: str, family: str | None = None, **overrides: Any) -> ZeroShotConfig:
+        """The settings of preset ``name`` (:data:`zsgrounding.presets.PRESETS`), then ``overrides``.
+
+        ``family`` picks the per-family settings (query token, pooling, ...); by default it is
+        ``overrides["family"]``, else read from the checkpoint ``overrides["model"]`` (default the
+        toy model). Fields given in ``overrides`` win over the preset's.
+        """
+        base = cls(**overrides)
+        family = family or base.family or entry_for_checkpoint(resolve_model(base.model)).name
+        resolved = make_preset(name, entry_for_family(family).name, base)
+        return replace(resolved, **overrides) if overrides else resolved
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,7 +217,16 @@ class ZeroShotGrounder:
         if self._adapter is None:
             cfg = self.config
             self._adapter = load_adapter(
-                resolve_model(cfg.model), family=cfg.family, dtype=cfg.dtype, device=cfg.device
+                resolve_model(cfg.model),
+                family=cfg.family,
+                dtype=cfg.dtype,
+                device=cfg.device,
+                options=cfg.adapter,
+            )
+        elif self._adapter.options != self.config.adapter and self.config.adapter.changed():
+            raise STVGError(
+                f"the given adapter was loaded with {self._adapter.options.changed()}, the config "
+                f"asks for {self.config.adapter.changed()}: load it with the config's adapter options"
             )
         return self._adapter
 
@@ -185,7 +267,9 @@ class ZeroShotGrounder:
         timings: dict[str, float] = {}
         tick = time.perf_counter()
 
-        clip = video if isinstance(video, Clip) else sample_uniform(video, cfg.num_frames)
+        clip = (
+            video if isinstance(video, Clip) else sample_uniform(video, cfg.num_frames, sampling=cfg.sampling)
+        )
         timings["decode"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -205,8 +289,10 @@ class ZeroShotGrounder:
         tracks = list(tracks)
         timings["proposals"] = time.perf_counter() - tick
 
-        spatial_q = interrogative(parts.attribute if cfg.spatial_prompt else query, cfg.question_template)
-        temporal_q = interrogative(parts.action if cfg.temporal_prompt else query, cfg.question_template)
+        spatial_q = self.question(parts.attribute if cfg.spatial_prompt else query, query)
+        temporal_q = self.question(parts.action if cfg.temporal_prompt else query, query)
+        query_q = self.question(query, query)
+        temporal_map_q = query_q if cfg.temporal_map_question == "query" else None
 
         adapter = self.adapter  # loaded on first use, outside the timed grounding
         with forward_clock(adapter.model) as clock:
@@ -217,11 +303,17 @@ class ZeroShotGrounder:
             )
             timings["mllm_spatial"] = time.perf_counter() - tick
             tick = time.perf_counter()
-            if temporal_q == spatial_q and cfg.temporal_prompt == cfg.spatial_prompt and not cfg.tas:
+            same = temporal_q == spatial_q and cfg.temporal_prompt == cfg.spatial_prompt and not cfg.tas
+            if same and temporal_map_q is None:
                 temporal = spatial  # same question, same tuning: the same maps
             else:
                 temporal = self.question_maps(
-                    clip, temporal_q, tune=cfg.temporal_prompt, tas=False, prepared_cache=cache
+                    clip,
+                    temporal_q,
+                    tune=cfg.temporal_prompt,
+                    tas=False,
+                    prepared_cache=cache,
+                    map_question=temporal_map_q,
                 )
             timings["mllm_temporal"] = time.perf_counter() - tick
 
@@ -255,7 +347,8 @@ class ZeroShotGrounder:
             {
                 "query": query,
                 "sub_queries": {"attribute": parts.attribute, "action": parts.action, "source": parts.source},
-                "questions": {"spatial": spatial_q, "temporal": temporal_q},
+                "questions": {"spatial": spatial_q, "temporal": temporal_q}
+                | ({"temporal_maps": temporal_map_q} if temporal_map_q is not None else {}),
                 "grounding_token": {
                     "spatial": _token_name(tokens, s_pick.token_index),
                     "temporal": _token_name(tokens, t_pick.token_index),
@@ -273,6 +366,12 @@ class ZeroShotGrounder:
             result.extras["reason"] = "no proposals"
         return result
 
+    def question(self, text: str, query: str) -> str:
+        """The yes/no question of ``text`` (a sub-query, or ``query`` itself) in the config's style."""
+        cfg = self.config
+        whole = _same_text(text, query)
+        return interrogative(text, cfg.question_template, cfg.question_style, whole_query=whole)
+
     def question_maps(
         self,
         clip: Clip,
@@ -280,11 +379,14 @@ class ZeroShotGrounder:
         tune: bool,
         tas: bool,
         prepared_cache: dict[str, PreparedInputs] | None = None,
+        map_question: str | None = None,
     ) -> QuestionMaps:
         """The special tokens' maps for one question, tuned with LRA (``tune``) and TAS (``tas``).
 
         ``prepared_cache`` (question -> inputs of this clip) lets the spatial and temporal
         branches share the generic prompt's inputs instead of running the vision tower twice.
+        ``map_question``: read the maps with this question instead, using the latent tuned on
+        ``question`` (the released Qwen2-VL code's temporal maps).
         """
         cfg = self.config
         adapter = self.adapter
@@ -297,17 +399,20 @@ class ZeroShotGrounder:
 
         lra = cfg.lra if tune else replace(cfg.lra, steps=0)
         prepared = prepare(question)
+        mapped = prepare(map_question) if map_question is not None else prepared
         needs_generic = cfg.relative or (lra.steps > 0 and lra.contrast == "generic")
         generic = prepare(lra.generic_question) if needs_generic else None
         if tas:
-            res = tas_maps(adapter, prepared, generic, lra, cfg.layers, relative=cfg.relative)
+            res = tas_maps(
+                adapter, prepared, generic, lra, cfg.layers, relative=cfg.relative, map_input=mapped
+            )
             maps, tuned = res.maps, [res.forward_lra, res.reversed_lra]
         else:
             tuned_one = tune_latent(adapter, prepared, generic if lra.contrast == "generic" else None, lra)
             latent = tuned_one.latent if lra.steps > 0 else None
             relative_to = generic if cfg.relative else None
             maps, tuned = (
-                lra_maps(adapter, prepared, latent, cfg.layers, relative_to=relative_to),
+                lra_maps(adapter, mapped, latent, cfg.layers, relative_to=relative_to),
                 [tuned_one],
             )
         return QuestionMaps(
@@ -349,6 +454,11 @@ def _lra_summary(result: Any) -> dict[str, Any]:
     sub = result.sub_scores[:, 0].tolist() if result.sub_scores.numel() else []
     gen = result.generic_scores[:, 0].tolist() if result.generic_scores is not None else None
     return {"s_sub": sub, "s_generic": gen, "stopped": bool(result.non_finite.any())}
+
+
+def _same_text(a: str, b: str) -> bool:
+    """Whether a sub-query is the whole query (a decomposition's fallback), spacing aside."""
+    return " ".join(a.split()) == " ".join(b.split())
 
 
 def _token_name(tokens: Sequence[str], index: int | None) -> str | None:

@@ -50,6 +50,7 @@ def tas_maps(
     lra_config: LRAConfig,
     layers: tuple[int, int] | None,
     relative: bool = False,
+    map_input: PreparedInputs | None = None,
 ) -> TASResult:
     """TAS maps of one sub-query input.
 
@@ -61,6 +62,8 @@ def tas_maps(
         lra_config: the tuning; ``steps == 0`` is plain attention assembly (zero latents).
         layers: the layer window ``[lo, hi)`` the maps are averaged over (``None``: all).
         relative: divide each direction's maps by its generic prompt's maps (same latent).
+        map_input: read the maps with this input (one row, same clip) and the latents tuned on
+            ``prepared``; ``None``: ``prepared`` itself.
     """
     if prepared.batch_size != 1:
         raise ValueError(f"tas_maps takes one input, got {prepared.batch_size} rows")
@@ -71,7 +74,8 @@ def tas_maps(
     sub = stack_prepared([prepared, reverse_frames(prepared)])
     generic_pair = None if generic is None else stack_prepared([generic, reverse_frames(generic)])
     tuned = tune_latent(adapter, sub, generic_pair, lra_config)
-    maps = lra_maps(adapter, sub, tuned.latent, layers, relative_to=generic_pair if relative else None)
+    mapped = sub if map_input is None else stack_prepared([map_input, reverse_frames(map_input)])
+    maps = lra_maps(adapter, mapped, tuned.latent, layers, relative_to=generic_pair if relative else None)
     forward_maps, reversed_maps = maps[0], maps[1]
     return TASResult(
         maps=forward_maps + reversed_maps.flip(-3),

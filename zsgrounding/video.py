@@ -223,11 +223,24 @@ def read_frames(
     return Clip(frames, ids, times, info.fps, info.num_frames, info.width, info.height, Path(path))
 
 
-def uniform_ids(total: int, num_frames: int) -> np.ndarray:
-    """Centres of ``num_frames`` equal segments of ``range(total)``: ``floor((i + 0.5) * total / N)``.
+# How uniform_ids spreads frames: segment centres, or np.linspace with both ends (the released
+# zero-shot STVG code's sampling).
+SAMPLINGS = ("centres", "linspace")
+
+
+def uniform_ids(total: int, num_frames: int, sampling: str = "centres") -> np.ndarray:
+    """``num_frames`` frame ids spread over ``range(total)``.
+
+    ``sampling="centres"``: the centres of ``num_frames`` equal segments, ``floor((i + 0.5) *
+    total / N)``. ``sampling="linspace"``: ``int`` of ``np.linspace(0, total - 1, N)``, the first
+    and last frames included, as the released zero-shot STVG code samples.
 
     Returns ``(N,)`` int64 ascending, unique when ``N <= total``.
     """
+    if sampling == "linspace":
+        return np.linspace(0, total - 1, num_frames).astype(np.int64)
+    if sampling != "centres":
+        raise ValueError(f"unknown sampling {sampling!r}: use one of {', '.join(SAMPLINGS)}")
     i = np.arange(num_frames, dtype=np.int64)
     return ((2 * i + 1) * total) // (2 * num_frames)  # integer form of the formula: no float rounding
 
@@ -243,8 +256,8 @@ def fps_ids(total: int, native_fps: float, fps: float) -> np.ndarray:
     return np.unique(ids[ids < total])
 
 
-def sample_uniform(path: Path | str, num_frames: int, size: Size = None) -> Clip:
-    """``num_frames`` frames spread uniformly over the video (see :func:`uniform_ids`).
+def sample_uniform(path: Path | str, num_frames: int, size: Size = None, sampling: str = "centres") -> Clip:
+    """``num_frames`` frames spread uniformly over the video (see :func:`uniform_ids`, ``sampling``).
 
     Returns a :class:`Clip` with ``frames (num_frames, H', W', 3)``.
     """
@@ -253,7 +266,7 @@ def sample_uniform(path: Path | str, num_frames: int, size: Size = None) -> Clip
         raise _fail(path, f"asked for {num_frames} frames, need at least 1")
     if num_frames > info.num_frames:
         raise _fail(path, f"asked for {num_frames} frames but the video has only {info.num_frames}")
-    return read_frames(path, uniform_ids(info.num_frames, num_frames), size, info)
+    return read_frames(path, uniform_ids(info.num_frames, num_frames, sampling), size, info)
 
 
 def sample_fps(path: Path | str, fps: float, size: Size = None, max_frames: int | None = None) -> Clip:

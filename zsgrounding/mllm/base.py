@@ -31,6 +31,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from zsgrounding.attention import AttentionCapture, CaptureConfig, capture_attention
+from zsgrounding.mllm.errors import ModelError
+from zsgrounding.mllm.options import AdapterOptions
 from zsgrounding.mllm.prompt import answer_token_id, tokenize_video_prompt
 from zsgrounding.types import Clip
 
@@ -68,6 +70,8 @@ class PreparedInputs:
         model_kwargs: extra keyword arguments of the model's forward (e.g. Qwen2-VL's
             ``position_ids`` ``(3, B, N)`` and ``mm_token_type_ids`` ``(B, N)``; a stacked
             LLaVA batch's ``position_ids`` ``(B, N)``).
+        latent_separators: the LRA latent (``visual_delta``) also covers the separator positions,
+            after the grid ones (:attr:`latent_positions`); maps still read the grid only.
     """
 
     input_ids: torch.Tensor
@@ -80,6 +84,7 @@ class PreparedInputs:
     frame_ids: torch.Tensor
     separator_positions: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    latent_separators: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs_embeds.ndim != 3 or self.inputs_embeds.shape[0] < 1:
@@ -119,6 +124,19 @@ class PreparedInputs:
     def num_visual(self) -> int:
         """``V``, the number of grid tokens."""
         return self.visual_grid.numel()
+
+    @property
+    def latent_positions(self) -> torch.Tensor:
+        """``(L,)`` positions a ``visual_delta`` is added at: the grid in grid order, then the
+        separators when :attr:`latent_separators` is set."""
+        if not self.latent_separators:
+            return self.visual_positions
+        return torch.cat([self.visual_positions, self.separator_positions.to(self.visual_positions)])
+
+    @property
+    def num_latent(self) -> int:
+        """``L``, the rows of a ``visual_delta``: ``V``, plus the separators when they are covered."""
+        return int(self.latent_positions.numel())
 
     def capture_config(
         self, layers: tuple[int, int] | None = None, per_head: bool = False, keep_graph: bool = False
@@ -175,11 +193,15 @@ class MLLMAdapter(ABC):
         model: the transformers model (``...ForConditionalGeneration``), in eval mode.
         tokenizer: its tokenizer (fast), with the chat template used for prompts.
         answer_words: the words whose first-token logits give the yes/no score.
+        options: how the model is fed (:class:`AdapterOptions`); a family refuses the changed
+            options it does not implement (``supported_options``).
     """
 
     family: ClassVar[str]
-    # Frames a grounding run samples by default (seed 003's reference setting).
+    # Frames a grounding run samples by default (the released code's setting).
     default_num_frames: ClassVar[int] = 20
+    # AdapterOptions fields this family implements (besides their defaults).
+    supported_options: ClassVar[tuple[str, ...]] = ("frame_size", "prompt", "answer_tokens")
 
     def __init__(
         self,
@@ -187,10 +209,13 @@ class MLLMAdapter(ABC):
         tokenizer: PreTrainedTokenizerBase,
         num_frames: int | None = None,
         answer_words: tuple[str, str] = ("yes", "no"),
+        options: AdapterOptions | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.answer_words = answer_words
+        self.options = options or AdapterOptions()
+        self.options.check_supported(self.family, self.supported_options)
         self._num_frames = int(num_frames) if num_frames is not None else self.default_num_frames
 
     @classmethod
@@ -231,13 +256,18 @@ class MLLMAdapter(ABC):
 
     @cached_property
     def yes_id(self) -> int:
-        """Token id the model starts the answer ``answer_words[0]`` with, after the generation prompt."""
-        return answer_token_id(self.tokenizer, self.render_prompt(_PROBE_QUESTION), self.answer_words[0])
+        """Token id of the answer ``answer_words[0]`` (see ``AdapterOptions.answer_tokens``)."""
+        return self._answer_id(self.answer_words[0])
 
     @cached_property
     def no_id(self) -> int:
-        """Token id the model starts the answer ``answer_words[1]`` with, after the generation prompt."""
-        return answer_token_id(self.tokenizer, self.render_prompt(_PROBE_QUESTION), self.answer_words[1])
+        """Token id of the answer ``answer_words[1]`` (see ``AdapterOptions.answer_tokens``)."""
+        return self._answer_id(self.answer_words[1])
+
+    def _answer_id(self, word: str) -> int:
+        if self.options.answer_tokens == "bare":
+            return bare_piece_id(self.tokenizer, word)
+        return answer_token_id(self.tokenizer, self.render_prompt(_PROBE_QUESTION), word)
 
     def yes_no_score(self, output: MLLMOutput) -> torch.Tensor:
         """``logit(yes) - logit(no)`` at the answer position, ``(B,)``: seed 003's s(q)."""
@@ -283,23 +313,33 @@ class MLLMAdapter(ABC):
         )
 
 
-def add_visual_delta(prepared: PreparedInputs, visual_delta: torch.Tensor | None) -> torch.Tensor:
-    """``prepared.inputs_embeds`` ``(B, N, D)`` with ``visual_delta`` added at the grid positions.
+def bare_piece_id(tokenizer: PreTrainedTokenizerBase, word: str) -> int:
+    """Id of the vocabulary piece spelled exactly ``word`` (no word-start marker), as the released
+    zero-shot STVG code reads ``yes`` / ``no``; a word with no such piece raises :class:`ModelError`."""
+    token_id = tokenizer.convert_tokens_to_ids(word)
+    if not isinstance(token_id, int) or token_id < 0 or token_id == tokenizer.unk_token_id:
+        raise ModelError(f"the tokenizer has no vocabulary piece {word!r}")
+    return int(token_id)
 
-    ``visual_delta`` is ``(V, D)`` (broadcast over the rows) or ``(B, V, D)`` (one per row).
+
+def add_visual_delta(prepared: PreparedInputs, visual_delta: torch.Tensor | None) -> torch.Tensor:
+    """``prepared.inputs_embeds`` ``(B, N, D)`` with ``visual_delta`` added at the latent positions.
+
+    ``visual_delta`` is ``(L, D)`` (broadcast over the rows) or ``(B, L, D)`` (one per row), ``L =
+    prepared.num_latent`` (the grid tokens, plus the separators when the latent covers them).
     """
     embeds = prepared.inputs_embeds
     if visual_delta is None:
         return embeds
     b, _, d = embeds.shape
-    v = prepared.num_visual
+    v = prepared.num_latent
     if tuple(visual_delta.shape) == (v, d):
         visual_delta = visual_delta.expand(b, v, d)
     elif tuple(visual_delta.shape) != (b, v, d):
         raise ValueError(
             f"visual_delta must be ({v}, {d}) or ({b}, {v}, {d}), got {tuple(visual_delta.shape)}"
         )
-    positions = prepared.visual_positions.to(embeds.device)
+    positions = prepared.latent_positions.to(embeds.device)
     # Out of place, so the prepared embeddings can be reused across optimisation steps.
     return embeds.index_add(1, positions, visual_delta.to(device=embeds.device, dtype=embeds.dtype))
 
@@ -363,6 +403,8 @@ def _check_same_layout(first: PreparedInputs, item: PreparedInputs) -> None:
         raise ValueError("items to stack must share the template tail (special tokens from the end)")
     if item.inputs_embeds.shape[-1] != first.inputs_embeds.shape[-1]:
         raise ValueError("items to stack must have the same hidden size")
+    if item.latent_separators != first.latent_separators:
+        raise ValueError("items to stack must agree on whether the latent covers the separators")
     # A missing position_ids means 1-D positions 0 .. n-1 (a fresh LLaVA item); M-RoPE ones never miss.
     keys, first_keys = set(item.model_kwargs) - {"position_ids"}, set(first.model_kwargs) - {"position_ids"}
     if keys != first_keys:
@@ -482,6 +524,7 @@ def stack_prepared(items: Sequence[PreparedInputs], pad_id: int = 0) -> Prepared
         frame_ids=frame_ids,
         separator_positions=first.separator_positions.clone(),
         model_kwargs=model_kwargs,
+        latent_separators=first.latent_separators,
     )
 
 
@@ -531,6 +574,7 @@ def prepare_placeholder_video(adapter: Any, clip: Clip, question: str) -> Prepar
         question,
         adapter.video_token_id,
         adapter.num_video_tokens(num_frames),
+        split_at_video=adapter.options.prompt == "reference",
     )
     input_ids = torch.tensor([prompt.input_ids], dtype=torch.long, device=adapter.device)
     embeds = embed_with_features(adapter.model, input_ids, adapter.video_token_id, features)
@@ -546,4 +590,5 @@ def prepare_placeholder_video(adapter: Any, clip: Clip, question: str) -> Prepar
         answer_position=prompt.answer_position,
         frame_ids=torch.as_tensor(np.asarray(clip.frame_ids), dtype=torch.long),
         separator_positions=torch.arange(start + grid_size, start + prompt.num_visual),
+        latent_separators=adapter.options.latent_on_separators,
     )

@@ -50,6 +50,7 @@ from transformers import LlavaNextVideoForConditionalGeneration, PreTrainedToken
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, prepare_placeholder_video
 from zsgrounding.mllm.errors import ModelError
 from zsgrounding.mllm.files import checkpoint_file, load_checkpoint, processor_chat_template, read_json
+from zsgrounding.mllm.options import VICUNA_V1_TEMPLATE, AdapterOptions, pre_resize
 from zsgrounding.mllm.preprocess import PREPROCESSOR_FILES, FramePreprocessing, preprocess_frames
 from zsgrounding.mllm.prompt import render_video_prompt
 from zsgrounding.types import Clip
@@ -89,6 +90,7 @@ class LlavaNextVideoAdapter(MLLMAdapter):
     """
 
     family = "llava_next_video"
+    supported_options = ("frame_size", "prompt", "answer_tokens", "pool_stride", "pool_order")
 
     def __init__(
         self,
@@ -99,14 +101,21 @@ class LlavaNextVideoAdapter(MLLMAdapter):
         num_frames: int | None = None,
         answer_words: tuple[str, str] = ("yes", "no"),
         spatial_pool_stride: int | None = None,
+        options: AdapterOptions | None = None,
     ) -> None:
         """Wrap a loaded model.
 
-        ``spatial_pool_stride`` overrides the checkpoint's pooling stride (seed 003's reference:
-        4, i.e. 6 x 6 tokens per frame at 336 px); it changes ``model`` itself (its config and
-        its pooling module), see :meth:`set_spatial_pool_stride`.
+        ``spatial_pool_stride`` (or ``options.pool_stride``) overrides the checkpoint's pooling
+        stride (the released zero-shot STVG code: 4, i.e. 6 x 6 tokens per frame at 336 px); it
+        changes ``model`` itself (its config and its pooling module), see
+        :meth:`set_spatial_pool_stride`. ``options.prompt == "reference"`` renders prompts with
+        :data:`VICUNA_V1_TEMPLATE` whatever the checkpoint ships.
         """
-        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words)
+        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words, options=options)
+        if spatial_pool_stride is None:
+            spatial_pool_stride = self.options.pool_stride
+        if self.options.prompt == "reference":
+            chat_template = VICUNA_V1_TEMPLATE
         vision = model.config.vision_config
         self.preprocessing = preprocessing or FramePreprocessing(
             size=vision.image_size, image_mean=CLIP_MEAN, image_std=CLIP_STD
@@ -139,6 +148,7 @@ class LlavaNextVideoAdapter(MLLMAdapter):
         answer_words: tuple[str, str] = ("yes", "no"),
         attn_implementation: str = "sdpa",
         spatial_pool_stride: int | None = None,
+        options: AdapterOptions | None = None,
         **kwargs: Any,
     ) -> LlavaNextVideoAdapter:
         """Load a checkpoint (local directory or hub id).
@@ -172,6 +182,7 @@ class LlavaNextVideoAdapter(MLLMAdapter):
             num_frames=num_frames,
             answer_words=answer_words,
             spatial_pool_stride=spatial_pool_stride,
+            options=options,
         )
 
     @property
@@ -235,14 +246,23 @@ class LlavaNextVideoAdapter(MLLMAdapter):
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """Frames ``(T, H, W, 3)`` uint8 -> ``(T, 3, S, S)`` on the vision tower's device and dtype."""
         tower = next(self.model.model.vision_tower.parameters())
+        frames = pre_resize(frames, self.options.frame_size)
         return preprocess_frames(frames, self.preprocessing).to(device=tower.device, dtype=tower.dtype)
 
     @torch.no_grad()
     def video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The model's own video features of ``(T, 3, S, S)`` pixels: ``(T * h * w, D)``."""
+        """The video features of ``(T, 3, S, S)`` pixels: ``(T * h * w, D)``.
+
+        The model's own ``get_video_features`` (pool the tower's patches, then project), or with
+        ``options.pool_order == "project_then_pool"`` the original LLaVA-NeXT order: project every
+        patch token, then pool the projected grid with the same parameter-free pooling.
+        """
         self._sync_pooling()
-        out = self.model.get_video_features(pixel_values_videos=pixel_values[None], return_dict=True)
-        features = out.pooler_output[0]
+        if self.options.pool_order == "project_then_pool":
+            features = self._project_then_pool(pixel_values)
+        else:
+            out = self.model.get_video_features(pixel_values_videos=pixel_values[None], return_dict=True)
+            features = out.pooler_output[0]
         expected = self.num_video_tokens(pixel_values.shape[0])
         if features.shape[0] != expected:
             raise ModelError(
@@ -250,6 +270,22 @@ class LlavaNextVideoAdapter(MLLMAdapter):
                 f"(vision_feature_select_strategy={self.model.config.vision_feature_select_strategy!r})"
             )
         return features
+
+    def _project_then_pool(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        inner, config = self.model.model, self.model.config
+        if self.spatial_pool_mode not in _RESTRIDABLE_MODES:
+            raise ModelError(f"the {self.spatial_pool_mode!r} pooling cannot pool projected tokens")
+        hidden = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+        layer = config.vision_feature_layer
+        patches = hidden[layer] if isinstance(layer, int) else torch.cat([hidden[i] for i in layer], dim=-1)
+        if config.vision_feature_select_strategy == "default":
+            patches = patches[:, 1:]
+        projected = inner.multi_modal_projector(patches)  # (T, p * p, D)
+        t, n, d = projected.shape
+        side = round(n**0.5)
+        grid = projected.reshape(t, side, side, d).permute(0, 3, 1, 2)
+        pooled = inner.vision_resampler.pool(grid)  # (T, D, h, w)
+        return pooled.flatten(2).transpose(1, 2).reshape(-1, d)
 
     def render_prompt(self, question: str) -> str:
         return self.bos_prefix + render_video_prompt(

@@ -10,6 +10,12 @@ row-major inside a frame, and the visual grid is the first ``T * h * w`` of them
 
 Real checkpoints: SigLIP at 384 px, patch 14 -> 27 x 27 patches -> 14 x 14 = 196 tokens per
 frame (``ceil(27 / 2)``; the pooling is then not an exact 2 x 2 average).
+
+``AdapterOptions.pool_stride`` replaces the 2 by another stride with the same operation
+(bilinear resize of the projected patch grid to ``ceil(p / stride)`` per side, ``align_corners``
+off, as both transformers and the original LLaVA-NeXT code do it): the released zero-shot STVG
+code used 5, i.e. 6 x 6 tokens per frame. ``latent_on_separators`` lets the LRA latent cover the
+newline token too, as the released code's latent covers its whole visual slice.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedToken
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, prepare_placeholder_video
 from zsgrounding.mllm.errors import ModelError
 from zsgrounding.mllm.files import load_checkpoint, processor_chat_template
+from zsgrounding.mllm.options import QWEN_1_5_TEMPLATE, AdapterOptions, pre_resize
 from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
 from zsgrounding.mllm.prompt import render_video_prompt
 from zsgrounding.types import Clip
@@ -40,6 +47,14 @@ class LlavaOnevisionAdapter(MLLMAdapter):
     """
 
     family = "llava_onevision"
+    supported_options = (
+        "frame_size",
+        "prompt",
+        "answer_tokens",
+        "pool_stride",
+        "pool_order",
+        "latent_on_separators",
+    )
 
     def __init__(
         self,
@@ -49,8 +64,11 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         chat_template: str | None = None,
         num_frames: int | None = None,
         answer_words: tuple[str, str] = ("yes", "no"),
+        options: AdapterOptions | None = None,
     ) -> None:
-        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words)
+        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words, options=options)
+        if self.options.prompt == "reference":
+            chat_template = QWEN_1_5_TEMPLATE
         vision = model.config.vision_config
         self.preprocessing = preprocessing or FramePreprocessing(size=vision.image_size)
         if self.preprocessing.size != vision.image_size:
@@ -61,9 +79,12 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         self.chat_template = chat_template
         self.video_token_id = int(model.config.video_token_id)
         self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
-        # apply_pooling: the tower's patch grid, bilinearly resized to ceil(p / 2) per side.
-        patches = vision.image_size // vision.patch_size
-        self._grid = (math.ceil(patches / 2), math.ceil(patches / 2))
+        # apply_pooling: the tower's patch grid, bilinearly resized to ceil(p / stride) per side
+        # (transformers' stride is 2; pool_order is accepted as it is already projector first).
+        self._patches = vision.image_size // vision.patch_size
+        self.pool_stride = self.options.pool_stride or 2
+        side = math.ceil(self._patches / self.pool_stride)
+        self._grid = (side, side)
 
     @classmethod
     def from_pretrained(
@@ -75,6 +96,7 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         num_frames: int | None = None,
         answer_words: tuple[str, str] = ("yes", "no"),
         attn_implementation: str = "sdpa",
+        options: AdapterOptions | None = None,
         **kwargs: Any,
     ) -> LlavaOnevisionAdapter:
         """Load a checkpoint (local directory or hub id).
@@ -105,6 +127,7 @@ class LlavaOnevisionAdapter(MLLMAdapter):
             chat_template=processor_chat_template(path_or_id, **hub_kwargs),
             num_frames=num_frames,
             answer_words=answer_words,
+            options=options,
         )
 
     @property
@@ -120,13 +143,21 @@ class LlavaOnevisionAdapter(MLLMAdapter):
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """Frames ``(T, H, W, 3)`` uint8 -> ``(T, 3, S, S)`` on the vision tower's device and dtype."""
         tower = next(self.model.model.vision_tower.parameters())
+        frames = pre_resize(frames, self.options.frame_size)
         return preprocess_frames(frames, self.preprocessing).to(device=tower.device, dtype=tower.dtype)
 
     @torch.no_grad()
     def video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The model's own video features of ``(T, 3, S, S)`` pixels: ``(T * h * w + 1, D)``."""
-        out = self.model.get_video_features(pixel_values_videos=pixel_values[None], return_dict=True)
-        features = out.pooler_output[0]
+        """The video features of ``(T, 3, S, S)`` pixels: ``(T * h * w + 1, D)``.
+
+        The model's own ``get_video_features``; with another pooling stride the same steps
+        (projected patches, bilinear resize, one newline) with that stride.
+        """
+        if self.pool_stride == 2:
+            out = self.model.get_video_features(pixel_values_videos=pixel_values[None], return_dict=True)
+            features = out.pooler_output[0]
+        else:
+            features = self._features_with_stride(pixel_values)
         expected = self.num_video_tokens(pixel_values.shape[0])
         if features.shape[0] != expected:
             raise ModelError(
@@ -134,6 +165,21 @@ class LlavaOnevisionAdapter(MLLMAdapter):
                 f"(vision_feature_select_strategy={self.model.config.vision_feature_select_strategy!r})"
             )
         return features
+
+    def _features_with_stride(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        inner, config = self.model.model, self.model.config
+        hidden = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+        layer = config.vision_feature_layer
+        patches = hidden[layer] if isinstance(layer, int) else torch.cat([hidden[i] for i in layer], dim=-1)
+        if config.vision_feature_select_strategy == "default":
+            patches = patches[:, 1:]
+        projected = inner.multi_modal_projector(patches)  # (T, p * p, D)
+        t, _n, d = projected.shape
+        grid = projected.reshape(t, self._patches, self._patches, d).permute(0, 3, 1, 2)
+        pooled = torch.nn.functional.interpolate(grid, size=self._grid, mode="bilinear")
+        tokens = pooled.permute(0, 2, 3, 1).reshape(-1, d)
+        newline = inner.image_newline[None].to(tokens.dtype)
+        return torch.cat([tokens, newline])
 
     def render_prompt(self, question: str) -> str:
         return render_video_prompt(self.tokenizer, question, self.video_token, self.chat_template)

@@ -93,21 +93,49 @@ def _render(
     return text if isinstance(text, str) else None
 
 
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+
+
+def _encode_split(
+    tokenizer: PreTrainedTokenizerBase, text: str, placeholder_id: int
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """The text before and after the placeholder tokenized separately, as LLaVA's
+    ``tokenizer_image_token`` does (a SentencePiece tokenizer then starts the second piece as a
+    new text); offsets refer to ``text``."""
+    placeholder = tokenizer.convert_ids_to_tokens(placeholder_id)
+    at = text.find(placeholder)
+    if at < 0 or text.count(placeholder) != 1:
+        raise ModelError(f"expected one video placeholder {placeholder!r} in the prompt")
+    head_ids, head_offsets = _encode(tokenizer, text[:at]) if at else ([], [])
+    tail_start = at + len(placeholder)
+    tail_ids, tail_offsets = _encode(tokenizer, text[tail_start:])
+    shifted = [(a + tail_start, b + tail_start) for a, b in tail_offsets]
+    return [*head_ids, placeholder_id, *tail_ids], [*head_offsets, (at, tail_start), *shifted]
+
+
 def tokenize_video_prompt(
     tokenizer: PreTrainedTokenizerBase,
     text: str,
     question: str,
     placeholder_id: int,
     num_visual: int,
+    split_at_video: bool = False,
 ) -> VideoPrompt:
-    """Tokenize rendered ``text``, expand its placeholder and find the tokens after ``question``."""
+    """Tokenize rendered ``text``, expand its placeholder and find the tokens after ``question``.
+
+    ``split_at_video``: tokenize the text before and after the placeholder separately (the
+    released zero-shot STVG code's LLaVA prompts), instead of the whole text at once.
+    """
     if num_visual < 1:
         raise ValueError(f"num_visual must be positive, got {num_visual}")
     if not tokenizer.is_fast:
         raise ModelError("a fast tokenizer is needed (token offsets locate the question)")
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = list(encoded["input_ids"])
-    offsets: list[tuple[int, int]] = [tuple(o) for o in encoded["offset_mapping"]]
+    if split_at_video:
+        ids, offsets = _encode_split(tokenizer, text, placeholder_id)
+    else:
+        ids, offsets = _encode(tokenizer, text)
     slots = [i for i, token_id in enumerate(ids) if token_id == placeholder_id]
     if len(slots) != 1:
         raise ModelError(f"expected one video placeholder token in the prompt, found {len(slots)}")

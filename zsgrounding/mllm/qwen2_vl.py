@@ -28,6 +28,12 @@ Grid cells: there is no cropping, so cell ``(i, j)`` of the ``h x w`` grid is th
 region ``[j W_n / w, (j + 1) W_n / w) x [i H_n / h, (i + 1) H_n / h)``, as for every adapter. The
 grid size depends on the frame size: use ``prepared.grid_shape`` (or :meth:`grid_shape_for`).
 
+Options (:class:`AdapterOptions`): ``frame_size`` resizes every frame to a square first (the
+released zero-shot STVG code: 224); ``repeat_frames`` shows every sampled frame that many times
+before the pairing (the released code: 2, so each grid frame is one sampled frame and its map
+belongs to that frame); ``prompt="reference"`` keeps the checkpoint's template, which is what the
+released code used for this family.
+
 Not reproduced: the optional whole-video pixel budget of qwen-vl-utils (transformers'
 ``cap_pixels_per_frame``); lower ``max_pixels`` to bound the tokens of long clips.
 """
@@ -60,6 +66,7 @@ from zsgrounding.mllm.files import (
     processor_chat_template,
     read_json,
 )
+from zsgrounding.mllm.options import AdapterOptions, pre_resize
 from zsgrounding.mllm.preprocess import (
     PREPROCESSOR_FILES,
     FramePreprocessing,
@@ -275,6 +282,7 @@ class Qwen2VLAdapter(MLLMAdapter):
     """
 
     family = "qwen2_vl"
+    supported_options = ("frame_size", "prompt", "answer_tokens", "repeat_frames")
 
     def __init__(
         self,
@@ -284,8 +292,9 @@ class Qwen2VLAdapter(MLLMAdapter):
         chat_template: str | None = None,
         num_frames: int | None = None,
         answer_words: tuple[str, str] = ("yes", "no"),
+        options: AdapterOptions | None = None,
     ) -> None:
-        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words)
+        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words, options=options)
         config = model.config
         self.preprocessing = preprocessing or QwenVideoPreprocessing.from_dict({}, config.vision_config)
         vision = config.vision_config
@@ -321,6 +330,7 @@ class Qwen2VLAdapter(MLLMAdapter):
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         frame_size: tuple[int, int] | None = None,
+        options: AdapterOptions | None = None,
         **kwargs: Any,
     ) -> Qwen2VLAdapter:
         """Load a checkpoint (local directory or hub id) of model type ``qwen2_vl`` or ``qwen2_5_vl``.
@@ -358,6 +368,7 @@ class Qwen2VLAdapter(MLLMAdapter):
             chat_template=processor_chat_template(path_or_id, **hub_kwargs),
             num_frames=num_frames,
             answer_words=answer_words,
+            options=options,
         )
 
     @property
@@ -377,17 +388,21 @@ class Qwen2VLAdapter(MLLMAdapter):
 
     def grid_shape_for(self, height: int, width: int) -> tuple[int, int]:
         """``(h, w)`` tokens per frame pair for native frames of ``height x width`` pixels."""
+        if self.options.frame_size is not None:
+            height = width = self.options.frame_size
         resized_h, resized_w = self.preprocessing.resized_size(height, width)
         return resized_h // self.preprocessing.factor, resized_w // self.preprocessing.factor
 
     def num_video_tokens(self, num_frames: int, height: int, width: int) -> int:
-        """Tokens ``<|video_pad|>`` expands to: ``ceil(T / 2) * h * w`` (no separators)."""
+        """Tokens ``<|video_pad|>`` expands to: ``ceil(T * repeat / 2) * h * w`` (no separators)."""
         h, w = self.grid_shape_for(height, width)
-        return -(-num_frames // self.preprocessing.temporal_patch_size) * h * w
+        shown = num_frames * self.options.repeat_frames
+        return -(-shown // self.preprocessing.temporal_patch_size) * h * w
 
     def pair_frame_ids(self, frame_ids: np.ndarray) -> torch.Tensor:
-        """``(T_grid,)`` long: the first native frame id of each temporal group of frames."""
-        ids = torch.as_tensor(np.asarray(frame_ids), dtype=torch.long)
+        """``(T_grid,)`` long: the first native frame id of each temporal group of frames shown."""
+        shown = np.repeat(np.asarray(frame_ids), self.options.repeat_frames)
+        ids = torch.as_tensor(shown, dtype=torch.long)
         return ids[:: self.preprocessing.temporal_patch_size].clone()
 
     def video_inputs(self, clip: Clip) -> QwenVideoInputs:
@@ -395,6 +410,9 @@ class Qwen2VLAdapter(MLLMAdapter):
         frames = np.asarray(clip.frames)
         if frames.ndim != 4:
             raise ValueError(f"frames must be (T, H, W, 3) RGB, got shape {frames.shape}")
+        frames = pre_resize(frames, self.options.frame_size)
+        if self.options.repeat_frames > 1:
+            frames = np.repeat(frames, self.options.repeat_frames, axis=0)
         size = self.preprocessing.resized_size(frames.shape[1], frames.shape[2])
         norm = self.preprocessing.normalisation
         pixels = normalise_frames(resize_frames(frames, size[0], size[1], norm.resample), norm)
@@ -421,7 +439,7 @@ class Qwen2VLAdapter(MLLMAdapter):
             interval = 1.0 / float(clip.fps)
         else:
             interval = 1.0
-        return self.preprocessing.temporal_patch_size * interval
+        return self.preprocessing.temporal_patch_size * interval / self.options.repeat_frames
 
     @torch.no_grad()
     def video_features(self, inputs: QwenVideoInputs) -> torch.Tensor:

@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from zsgrounding.errors import STVGError
+from zsgrounding.presets import DATASET_PRESETS
+from zsgrounding.presets import PRESETS as PRESET_NAMES
 
 STVG_DATASETS = ("hcstvg-v1", "hcstvg-v2", "vidstg", "toy")
 
@@ -287,6 +289,14 @@ def model_options(fn):
         ),
         click.option("--family", default=None, help="Force the adapter family (else read from the config)."),
         click.option(
+            "--preset",
+            type=click.Choice([*PRESET_NAMES, "none"]),
+            default=None,
+            help="Zero-shot settings: the released code's for a dataset, or the paper's; 'none': this "
+            "toolkit's own defaults. Flags given explicitly override the preset. [ground: "
+            "reference-hcstvg-v2; eval / compare: the dataset's reference preset, none for toy]",
+        ),
+        click.option(
             "--num-frames",
             type=click.IntRange(min=1),
             default=None,
@@ -355,13 +365,14 @@ def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
     return _zero_shot(opts, out, toy_dir)
 
 
-def _spacevllm(opts: dict, checkpoint: str | Path, scorer=None):
+def _spacevllm(opts: dict, checkpoint: str | Path, scorer=None, sampling: str = "centres"):
     """A SpaceVLLM grounder from a checkpoint folder."""
     from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
     from spacevllm.model import SpaceVLLM
 
     model = SpaceVLLM.from_pretrained(checkpoint, dtype=opts["dtype"], device=opts["device"])
-    return SpaceVLLMGrounder(model, SpaceVLLMGrounderConfig(num_frames=opts["num_frames"]), scorer=scorer)
+    config = SpaceVLLMGrounderConfig(num_frames=opts["num_frames"], sampling=sampling)
+    return SpaceVLLMGrounder(model, config, scorer=scorer)
 
 
 def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
@@ -373,12 +384,56 @@ def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
     )
 
 
+# Options that set a ZeroShotConfig field of the same name when given explicitly.
+_CONFIG_FLAGS = (
+    "num_frames",
+    "gti",
+    "fixed_index",
+    "spatial_prompt",
+    "temporal_prompt",
+    "tas",
+    "layers",
+    "relative",
+)
+
+
+def _explicit(opts: dict) -> set[str]:
+    """The options of ``opts`` the user gave on the command line (or in the environment)."""
+    ctx = click.get_current_context()
+    given = {click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT}
+    return {name for name in opts if ctx.get_parameter_source(name) in given}
+
+
 def _zero_shot_config(opts: dict):
-    """The :class:`ZeroShotConfig` of the shared options."""
+    """The :class:`ZeroShotConfig` of the shared options: the preset (``opts["preset"]``, else
+    ``opts["default_preset"]``), with every explicitly given flag on top; no preset: the flags'
+    own defaults."""
+    from dataclasses import replace
+
     from zsgrounding.lra import LRAConfig
     from zsgrounding.pipeline import ZeroShotConfig
     from zsgrounding.tubes import TubeScorerConfig
 
+    preset = opts.get("preset") or opts.get("default_preset")
+    if preset and preset != "none":
+        explicit = _explicit(opts)
+        config = ZeroShotConfig.preset(
+            preset,
+            model=opts["model"],
+            family=opts["family"],
+            dtype=opts["dtype"],
+            device=opts["device"],
+        )
+        changes = {name: opts[name] for name in _CONFIG_FLAGS if name in explicit}
+        if "lra_steps" in explicit or "lra_step_size" in explicit:
+            changes["lra"] = replace(
+                config.lra,
+                steps=opts["lra_steps"] if "lra_steps" in explicit else config.lra.steps,
+                step_size=opts["lra_step_size"] if "lra_step_size" in explicit else config.lra.step_size,
+            )
+        if "span_frames" in explicit:
+            changes["scorer"] = replace(config.scorer, span_frames=opts["span_frames"])
+        return config.ablation(**changes) if changes else config
     return ZeroShotConfig(
         model=opts["model"],
         family=opts["family"],
@@ -452,15 +507,18 @@ def _load_stvg(
 )
 def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, **opts) -> None:
     """Ground QUERY in VIDEO: writes the result JSON, an annotated video and plots into OUT."""
-    from zsgrounding.runner import result_record
+    from zsgrounding.runner import grounder_settings, result_record
     from zsgrounding.viz import render_result
 
     if not query.strip():
         raise click.UsageError("QUERY is empty: give the sentence to ground")
-    grounder = _grounder(opts, out, toy_dir)
+    grounder = _grounder({**opts, "default_preset": "reference-hcstvg-v2"}, out, toy_dir)
     result = grounder.ground(video, query)
     out.mkdir(parents=True, exist_ok=True)
     record = result_record(video.name, result, result.extras.get("timings", {}).get("total", 0.0))
+    settings = grounder_settings(grounder)
+    if settings is not None:
+        record["settings"] = settings
     result_path = out / f"{video.stem}_result.json"
     result_path.write_text(json.dumps(record, indent=1) + "\n")
     paths = {"result": result_path}
@@ -507,7 +565,7 @@ def eval_(
     from zsgrounding.runner import RunConfig, run_dataset
 
     samples, toy_dir = _load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
-    grounder = _grounder(opts, out, toy_dir)
+    grounder = _grounder({**opts, "default_preset": DATASET_PRESETS.get(dataset)}, out, toy_dir)
     summary = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=resume, progress=not quiet))
     if summary.metrics is None:
         return  # a rank other than 0: rank 0 reports
@@ -652,7 +710,11 @@ def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None)
     adapter = None
     if len(zero_shot_rows) > 1:  # ablation rows differ in flags, not in the model
         adapter = load_adapter(
-            resolve_model(base.model), family=base.family, dtype=base.dtype, device=base.device
+            resolve_model(base.model),
+            family=base.family,
+            dtype=base.dtype,
+            device=base.device,
+            options=base.adapter,
         )
     grounders: dict = {}
     for name, kind, changes in specs:
@@ -668,17 +730,24 @@ def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None)
                         f"{err}; or give --checkpoint DIR (a SpaceVLLM fine-tuned with `stvg train`), "
                         "or leave spacevllm out of --grounder"
                     ) from None
-            grounders[name] = _spacevllm(opts, checkpoint, scorer=scorer)
+            grounders[name] = _spacevllm(opts, checkpoint, scorer=scorer, sampling=base.sampling)
         elif kind == "oracle-track":
             if toy_dir is None:
                 raise click.UsageError(
                     "--grounder oracle-track needs --dataset toy (it knows the target's track)"
                 )
             grounders[name] = BaselineGrounder(
-                name, BASELINES["colour"], scorer, num_frames=frames, track_filter=target_track_only
+                name,
+                BASELINES["colour"],
+                scorer,
+                num_frames=frames,
+                track_filter=target_track_only,
+                sampling=base.sampling,
             )
         else:
-            grounders[name] = BaselineGrounder(name, BASELINES[kind], scorer, num_frames=frames)
+            grounders[name] = BaselineGrounder(
+                name, BASELINES[kind], scorer, num_frames=frames, sampling=base.sampling
+            )
     return grounders
 
 
@@ -728,9 +797,11 @@ def compare(
     from zsgrounding.compare import compare_paradigms, proposal_tracks
 
     samples, toy_dir = _load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
+    opts = {**opts, "default_preset": DATASET_PRESETS.get(dataset)}
     grounders = _compare_grounders(grounder_specs, opts, out, toy_dir)
     proposer = _proposer(opts, out, toy_dir)
-    tracks_for = proposal_tracks(proposer, opts["num_frames"] or _zero_shot_config(opts).num_frames)
+    base = _zero_shot_config(opts)
+    tracks_for = proposal_tracks(proposer, opts["num_frames"] or base.num_frames, base.sampling)
     comparison = compare_paradigms(
         samples,
         grounders,

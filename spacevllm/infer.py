@@ -69,6 +69,7 @@ class SpaceVLLMGrounderConfig:
         evidence_grid: ``(h, w)`` of the rendered evidence; ``None``: the model's visual grid.
         snap_to_tracks: follow the best proposal track when tracks are given.
         min_track_score: a track must score above this to be followed (else the predicted boxes).
+        sampling: how frames are spread over the video (:func:`zsgrounding.video.uniform_ids`).
     """
 
     num_frames: int | None = None
@@ -76,6 +77,7 @@ class SpaceVLLMGrounderConfig:
     evidence_grid: tuple[int, int] | None = None
     snap_to_tracks: bool = True
     min_track_score: float = 0.0
+    sampling: str = "centres"
 
 
 class SpaceVLLMGrounder:
@@ -114,7 +116,11 @@ class SpaceVLLMGrounder:
             raise STVGError("empty query: give the sentence to ground")
         timings: dict[str, float] = {}
         tick = time.perf_counter()
-        clip = video if isinstance(video, Clip) else sample_uniform(video, self.num_frames)
+        clip = (
+            video
+            if isinstance(video, Clip)
+            else sample_uniform(video, self.num_frames, sampling=self.config.sampling)
+        )
         timings["decode"] = time.perf_counter() - tick
 
         record = SimpleRecord(

@@ -98,7 +98,11 @@ def test_eval_streams_resumes_and_scores(run_cli, toy_dir: Path, model_dir: Path
     assert [json.loads(line)["id"] for line in lines] == [s.id for s in samples]
     predictions = load_predictions(out / "predictions.json")
     expected = evaluate(predictions, {s.id: s.gt for s in samples}).report()
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(expected))
+    stored = json.loads((out / "metrics.json").read_text())
+    settings = stored.pop("settings")
+    assert stored == json.loads(json.dumps(expected))
+    # The resolved settings go with the scores; toy data has no reference preset.
+    assert settings["preset_name"] is None and settings["model"] == str(model_dir)
 
 
 def test_decompose_rules_prints_json_lines(run_cli) -> None:

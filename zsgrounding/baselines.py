@@ -98,6 +98,7 @@ class BaselineGrounder:
         num_frames: frames sampled uniformly per video.
         grid: ``(h, w)`` of the evidence grid.
         track_filter: ``(sample, tracks) -> tracks`` applied first (e.g. :func:`target_track_only`).
+        sampling: how frames are spread over the video (:func:`zsgrounding.video.uniform_ids`).
 
     A baseline has no proposer of its own: it grounds on the tracks it is given.
     """
@@ -110,6 +111,7 @@ class BaselineGrounder:
         num_frames: int = 16,
         grid: tuple[int, int] = (6, 8),
         track_filter: TrackFilter | None = None,
+        sampling: str = "centres",
     ) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be positive, got {num_frames}")
@@ -119,6 +121,7 @@ class BaselineGrounder:
         self.num_frames = num_frames
         self.grid = grid
         self.track_filter = track_filter
+        self.sampling = sampling
 
     def ground(self, video: str | Path | Clip, query: str, tracks: Sequence[Track]) -> GroundingResult:
         """Ground ``query`` in ``video`` (a file or a sampled :class:`Clip`) on ``tracks``.
@@ -127,7 +130,11 @@ class BaselineGrounder:
             A :class:`GroundingResult` with the evidence ``(T, h, w)``; ``extras`` hold
             ``baseline`` (the name) and ``num_tracks``. No tracks give an empty tube.
         """
-        clip = video if isinstance(video, Clip) else sample_uniform(video, self.num_frames)
+        clip = (
+            video
+            if isinstance(video, Clip)
+            else sample_uniform(video, self.num_frames, sampling=self.sampling)
+        )
         tracks = list(tracks)
         evidence = self.evidence_fn(clip, query, self.grid)
         result = self.scorer.ground(

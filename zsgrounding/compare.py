@@ -208,18 +208,20 @@ class _SharedTracks:
         return None if value is None else list(value)
 
 
-def proposal_tracks(proposer: Callable[..., list[Track]], num_frames: int) -> TracksFor:
+def proposal_tracks(
+    proposer: Callable[..., list[Track]], num_frames: int, sampling: str = "centres"
+) -> TracksFor:
     """A ``tracks_for`` from a proposer ``(clip, noun_phrase, video_key) -> tracks``.
 
-    The clip is sampled with ``num_frames`` frames and the noun phrase and video key are those
-    :class:`~zsgrounding.pipeline.ZeroShotGrounder` uses, so a track store filled by ``stvg eval``
-    with the same frame count serves the comparison too.
+    The clip is sampled with ``num_frames`` frames spread by ``sampling``, and the noun phrase and
+    video key are those :class:`~zsgrounding.pipeline.ZeroShotGrounder` uses, so a track store
+    filled by ``stvg eval`` with the same frames serves the comparison too.
     """
     from zsgrounding.decompose import noun_phrase
     from zsgrounding.video import sample_uniform
 
     def tracks_for(sample: Sample) -> list[Track]:
-        clip = sample_uniform(sample.video, num_frames)
+        clip = sample_uniform(sample.video, num_frames, sampling=sampling)
         return list(proposer(clip, noun_phrase(sample.sentence), Path(sample.video).name))
 
     return tracks_for

@@ -43,8 +43,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from zsgrounding.errors import STVGError
-from zsgrounding.lra import LRAConfig
-from zsgrounding.mllm.options import AdapterOptions
 from zsgrounding.tubes import TubeScorerConfig
 
 if TYPE_CHECKING:
@@ -70,7 +68,10 @@ _FAMILIES = ("llava_next_video", "llava_onevision", "qwen2_vl")
 
 
 def family_settings(family: str) -> dict[str, Any]:
-    """The released code's per-family settings: config fields and :class:`AdapterOptions`."""
+    """The released code's per-family settings: config fields and ``AdapterOptions``."""
+    # Imported here so that the preset names load without torch (the CLI's option list).
+    from zsgrounding.mllm.options import AdapterOptions
+
     common = {"prompt": "reference", "answer_tokens": "bare"}
     if family == "llava_next_video":
         options = AdapterOptions(frame_size=336, pool_stride=4, pool_order="project_then_pool", **common)
@@ -86,6 +87,8 @@ def family_settings(family: str) -> dict[str, Any]:
 
 def make_preset(name: str, family: str, base: ZeroShotConfig) -> ZeroShotConfig:
     """``base`` (model, device, dtype kept) with every setting of preset ``name`` for ``family``."""
+    from zsgrounding.lra import LRAConfig  # torch: imported when a preset is made, not for its name
+
     if name not in PRESETS:
         raise STVGError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     window = _FRAMES_THRE.get(name, _FRAMES_THRE["reference-hcstvg-v2"]) + 1

@@ -303,11 +303,14 @@ def merge_results(
     name: str = "all",
     frames: FrameSet = "tubedetr",
     protocol: EvalProtocol = "tubedetr",
+    settings: dict[str, Any] | None = None,
 ) -> MergeResult:
     """Merge the rank files into ``results.jsonl``, ``predictions.json`` and the metrics files.
 
     Lines of ids not among ``samples`` are left out. Metrics are written when some sample has
-    ground truth; failed and missing samples score 0 there. ``name`` labels the metrics row.
+    ground truth; failed and missing samples score 0 there. ``name`` labels the metrics row;
+    ``settings`` (the grounder's resolved settings) is stored in ``metrics.json`` under
+    ``"settings"``.
     """
     out = Path(out_dir)
     samples = list(samples)
@@ -331,7 +334,8 @@ def merge_results(
             path.unlink(missing_ok=True)
         return MergeResult(merged, failed, missing, None, paths)
     report = evaluate(predictions, gts, frames=frames, protocol=protocol).report()
-    _write_atomic(metrics_paths["metrics_json"], json.dumps(report, indent=2) + "\n")
+    stored = report if settings is None else {**report, "settings": settings}
+    _write_atomic(metrics_paths["metrics_json"], json.dumps(stored, indent=2, default=str) + "\n")
     header = (
         f"{len(gts)} samples with ground truth, {len(failed)} failed, {len(missing)} without a result; "
         f"protocol {protocol}, frames {frames}; percent.\n\n"
@@ -442,6 +446,12 @@ def _ground_all(
             bar.update()
 
 
+def grounder_settings(grounder: Any) -> dict[str, Any] | None:
+    """The resolved settings of a grounder with a ``config.to_json()`` (its preset included)."""
+    to_json = getattr(getattr(grounder, "config", None), "to_json", None)
+    return to_json() if callable(to_json) else None
+
+
 def run_dataset(samples: Iterable[Sample], grounder: Grounder, config: RunConfig) -> RunSummary:
     """Ground every sample, one durable result line each, then merge and score on rank 0.
 
@@ -477,7 +487,14 @@ def run_dataset(samples: Iterable[Sample], grounder: Grounder, config: RunConfig
         _ground_all(todo, grounder, rank_path, summary, config, total=len(shard))
         ranks.barrier()
         if ranks.rank == 0 and config.shard is None:
-            merged = merge_results(out, samples, name=name, frames=config.frames, protocol=config.protocol)
+            merged = merge_results(
+                out,
+                samples,
+                name=name,
+                frames=config.frames,
+                protocol=config.protocol,
+                settings=grounder_settings(grounder),
+            )
             summary.metrics = merged.metrics
             summary.paths.update(merged.paths)
     finally:

@@ -105,6 +105,45 @@ def test_eval_streams_resumes_and_scores(run_cli, toy_dir: Path, model_dir: Path
     assert settings["preset_name"] is None and settings["model"] == str(model_dir)
 
 
+def test_preset_flags_override_and_settings_are_recorded(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "preset"
+    args = ["eval", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), "--out", str(out)]
+    code, _, stderr = run_cli(
+        [*args, "--preset", "reference-hcstvg-v2", *FAST, "--max-samples", "1", "--quiet"]
+    )
+    assert code == 0, stderr
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert settings["preset_name"] == "reference-hcstvg-v2"
+    # Explicit flags win; everything else is the preset's.
+    assert (
+        settings["num_frames"] == 3 and settings["lra"]["steps"] == 1 and settings["lra"]["step_size"] == 1.0
+    )
+    assert settings["lra"]["schedule"] == "reference" and settings["gti"] == "fixed"
+    assert settings["adapter"]["pool_stride"] == 5 and settings["scorer"]["weighting"] == "point"
+
+    # `ground` defaults to reference-hcstvg-v2 and writes the settings beside the result.
+    sample = load_dataset("toy", toy_dir)[0]
+    one = tmp_path / "one"
+    code, _, stderr = run_cli(
+        ["ground", str(sample.video), sample.sentence, "--model", str(model_dir), "--toy-dir", str(toy_dir),
+         *FAST, "--out", str(one)]
+    )  # fmt: skip
+    assert code == 0, stderr
+    record = json.loads((one / f"{sample.video.stem}_result.json").read_text())
+    assert record["settings"]["preset_name"] == "reference-hcstvg-v2"
+    code, _, stderr = run_cli(
+        ["ground", str(sample.video), sample.sentence, "--model", str(model_dir), "--toy-dir", str(toy_dir),
+         "--preset", "none", *FAST, "--out", str(one)]
+    )  # fmt: skip
+    assert code == 0, stderr
+    record = json.loads((one / f"{sample.video.stem}_result.json").read_text())
+    assert record["settings"]["preset_name"] is None and record["settings"]["sampling"] == "centres"
+    code, _, stderr = run_cli([*args, "--preset", "reference-hcstvg-v9"])
+    assert code == 2 and "reference-hcstvg-v9" in stderr
+
+
 def test_decompose_rules_prints_json_lines(run_cli) -> None:
     code, stdout, _ = run_cli(
         [

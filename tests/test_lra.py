@@ -92,6 +92,46 @@ def test_two_steps_follow_the_update_rule(
     assert float(latent.abs().max()) > 1e-3
 
 
+def test_reference_schedule_ends_at_minus_8_g0_minus_2_g1(
+    llava: MLLMAdapter, inputs: tuple[PreparedInputs, PreparedInputs]
+) -> None:
+    # The released code, lr 8 and beta 0.5: step 0 at 0 (g0), step 1 at beta * (-8 g0) = -4 g0
+    # (g1), and the maps use beta * p + (1 - beta) * p_prev = -8 g0 - 2 g1.
+    sub, generic = inputs
+    zero = torch.zeros(sub.num_visual, sub.inputs_embeds.shape[-1])
+    g0 = _gradient(llava, sub, generic, zero)
+    g1 = _gradient(llava, sub, generic, -4.0 * g0)
+    result = tune_latent(llava, sub, generic, LRAConfig(steps=2, step_size=8.0, schedule="reference"))
+    torch.testing.assert_close(result.latent[0], -8.0 * g0 - 2.0 * g1, rtol=0, atol=1e-5)
+    # Ours evaluates at the same two points and ends at -4 g0 - 4 g1.
+    ours = tune_latent(llava, sub, generic, LRAConfig(steps=2, step_size=8.0, schedule="ours"))
+    torch.testing.assert_close(ours.latent[0], -4.0 * g0 - 4.0 * g1, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours.losses, result.losses)
+
+
+def test_reference_schedule_three_steps_and_one_step(
+    llava: MLLMAdapter, inputs: tuple[PreparedInputs, PreparedInputs]
+) -> None:
+    # Written from the recurrence: p_prev, p = p, p - lr * (1 if k == 0 else beta) * g(beta p + (1 - beta) p_prev).
+    sub, generic = inputs
+    lr, beta = 2.0, 0.25
+    p = p_prev = torch.zeros(sub.num_visual, sub.inputs_embeds.shape[-1])
+    for k in range(3):
+        g = _gradient(llava, sub, generic, beta * p + (1 - beta) * p_prev)
+        p_prev, p = p, p - lr * (1.0 if k == 0 else beta) * g
+    config = LRAConfig(steps=3, step_size=lr, smoothing=beta, schedule="reference")
+    result = tune_latent(llava, sub, generic, config)
+    torch.testing.assert_close(result.latent[0], beta * p + (1 - beta) * p_prev, rtol=0, atol=1e-5)
+    # One step: p = -lr g0, p_prev = 0, so the maps' latent is -beta lr g0.
+    g0 = _gradient(llava, sub, generic, torch.zeros_like(p))
+    one = tune_latent(
+        llava, sub, generic, LRAConfig(steps=1, step_size=lr, smoothing=beta, schedule="reference")
+    )
+    torch.testing.assert_close(one.latent[0], -beta * lr * g0, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="schedule"):
+        LRAConfig(schedule="adam")  # type: ignore[arg-type]
+
+
 def test_steps_zero_returns_a_zero_latent(
     llava: MLLMAdapter, inputs: tuple[PreparedInputs, PreparedInputs]
 ) -> None:

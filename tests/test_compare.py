@@ -197,3 +197,32 @@ def test_cli_compare_bad_spec_is_one_line_and_exit_2(
     code, _, stderr = run_cli([*args, "--grounder", "colour", "--grounder", "spacevllm"])
     assert code == 2 and stderr.count("\n") == 1 and "--checkpoint DIR" in stderr
     assert not (tmp_path / "cmp").exists()
+
+
+def test_cli_compare_with_a_preset_shares_its_frames_and_records_it(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("STVG_LLM_BASE_URL", "STVG_LLM_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "cmp_preset"
+    args = ["compare", "--dataset", "toy", "--gt", str(toy_dir), "--out", str(out), "--quiet"]
+    specs = ["--grounder", "colour", "--grounder", "zero-shot", "--grounder", "zero-shot:tas=false"]
+    preset = ["--preset", "reference-hcstvg-v2", "--model", str(model_dir), *FAST]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, stderr = run_cli([*args, *specs, *preset])
+    assert code == 0, stderr
+    settings = json.loads((out / "zero-shot" / "metrics.json").read_text())["settings"]
+    assert settings["preset_name"] == "reference-hcstvg-v2" and settings["num_frames"] == 3
+    ablated = json.loads((out / "zero-shot-tas-false" / "metrics.json").read_text())["settings"]
+    assert ablated["tas"] is False and ablated["adapter"]["pool_stride"] == 5
+    # Every row samples the preset's frames (int of linspace, both ends), the baseline too.
+    from zsgrounding.video import probe, uniform_ids
+
+    for sample in load_dataset("toy", toy_dir):
+        expected = uniform_ids(probe(sample.video).num_frames, 3, "linspace").tolist()
+        assert expected[0] == 0 and expected[-1] == probe(sample.video).num_frames - 1
+        for row in ("colour", "zero-shot"):
+            records = [json.loads(line) for line in (out / row / "results.jsonl").read_text().splitlines()]
+            record = next(r for r in records if r["id"] == sample.id)
+            assert record["sampled_frame_ids"] == expected, row

@@ -141,6 +141,11 @@ class _Measured:
         self.tracks = tracks
         self._warm = False
 
+    @property
+    def config(self) -> Any:
+        """The wrapped grounder's settings (recorded in the run's ``metrics.json``)."""
+        return getattr(self.grounder, "config", None)
+
     def _warm_up(self) -> None:
         # A lazily loaded model would otherwise put its loading into the first sample's time.
         if not self._warm:

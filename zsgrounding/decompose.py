@@ -1,6 +1,7 @@
 """Query decomposition: one grounding sentence -> an attribute sub-query and an action sub-query.
 
-The training-free method (seed 003, section 3.3) asks the MLLM two yes/no questions built from
+The training-free method (section 3.3 of *Unleashing the Potential of Multimodal LLMs for
+Zero-Shot Spatio-Temporal Video Grounding*) asks the MLLM two yes/no questions built from
 the sentence, one about *who or what* the target is (spatial cue) and one about *what it does*
 (temporal cue)::
 

@@ -1,14 +1,15 @@
 """Grounding-token identification (GTI): which special token's attention map is the evidence.
 
 The special tokens that follow the user instruction (end-of-turn, assistant header, ...) each
-attend to the visual tokens; seed 003 (sec. 3.2) finds that the one with the highest visual
+attend to the visual tokens; *Unleashing the Potential of Multimodal LLMs for Zero-Shot
+Spatio-Temporal Video Grounding* (sec. 3.2) finds that the one with the highest visual
 activation (the max of its map) tends to ground best, and that which token that is varies by
 sample and model. Three selections are offered:
 
 - ``"max_activation"``: the token whose map has the highest max (the paper's GTI);
 - ``"mean"``: the average of all special tokens' maps (the paper's Table 2 baseline row);
-- ``"fixed"``: the token at a fixed index among the special tokens (the reference code's fixed
-  offset from the end of the prompt; negative indices count from the last token).
+- ``"fixed"``: the token at a fixed index among the special tokens (the released code's fixed
+  offset from the end of the prompt, -5 or -3; negative indices count from the last token).
 
 Maps come from :mod:`zsgrounding.attention`: capture with the special-token positions as query
 rows and the visual grid positions (flattened in ``(T, h, w)`` order) as key columns, then

@@ -1,4 +1,7 @@
-"""Logit-guided re-attention (LRA): test-time tuning of a latent visual prompt (seed 003, sec. 3.3).
+"""Logit-guided re-attention (LRA): test-time tuning of a latent visual prompt.
+
+Section 3.3 of *Unleashing the Potential of Multimodal LLMs for Zero-Shot Spatio-Temporal Video
+Grounding* (Yang et al.).
 
 A latent with the shape of the visual tokens, zero-initialised, is added to their embeddings.
 The yes/no question built from a sub-query (``"Is there {attribute} in this video?"``) should

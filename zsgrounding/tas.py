@@ -1,4 +1,7 @@
-"""Temporal-augmented assembling (TAS, seed 003 sec. 3.4): forward plus frame-reversed evidence.
+"""Temporal-augmented assembling (TAS): forward plus frame-reversed evidence.
+
+Section 3.4 of *Unleashing the Potential of Multimodal LLMs for Zero-Shot Spatio-Temporal Video
+Grounding* (Yang et al.).
 
 An attribute sub-query describes a static state, so its spatial evidence should not depend on
 the order of the frames; MLLMs are not that consistent. TAS runs the input twice, as it is and

@@ -270,7 +270,7 @@ class MLLMAdapter(ABC):
         return answer_token_id(self.tokenizer, self.render_prompt(_PROBE_QUESTION), word)
 
     def yes_no_score(self, output: MLLMOutput) -> torch.Tensor:
-        """``logit(yes) - logit(no)`` at the answer position, ``(B,)``: seed 003's s(q)."""
+        """``logit(yes) - logit(no)`` at the answer position, ``(B,)``: the paper's s(q)."""
         return output.logits[:, self.yes_id] - output.logits[:, self.no_id]
 
     def forward(

@@ -217,7 +217,7 @@ def _tracks(clip: Clip) -> list[Track]:
 
 def _expected_track_and_span(
     spatial: torch.Tensor, temporal: torch.Tensor, tracks: list[Track], clip: Clip
-) -> tuple[int, tuple[int, int]]:
+) -> tuple[int, torch.Tensor, tuple[int, int]]:
     h, w = spatial.shape[1:]
     masks = torch.stack(
         [torch.stack([_rasterise(b, clip.height, clip.width) for b in track.boxes]) for track in tracks]
@@ -247,7 +247,7 @@ def _expected_track_and_span(
         else:
             break
     first, last = int(np.argmax(chosen)), T - 1 - int(np.argmax(chosen[::-1]))
-    return best, (int(clip.frame_ids[first]), int(clip.frame_ids[last]))
+    return best, per_frame, (int(clip.frame_ids[first]), int(clip.frame_ids[last]))
 
 
 # ------------------------------------------------------------------------- the test
@@ -309,8 +309,10 @@ def test_reference_path_matches_the_step_by_step_computation(family: str, tmp_pa
     read_with = ref.inputs(clip, query_q) if qwen else action
     temporal = ref.relative_map(read_with, action_generic, action_latent)
 
-    best, span = _expected_track_and_span(spatial, temporal, tracks, clip)
+    best, per_frame, span = _expected_track_and_span(spatial, temporal, tracks, clip)
     assert result.chosen_track == best
+    # The chosen track's native-resolution frame scores on the temporal maps.
+    torch.testing.assert_close(torch.from_numpy(result.frame_scores).float(), per_frame, rtol=1e-3, atol=1e-4)
     assert (result.tube.start, result.tube.end) == span
     # The grounder recorded the settings it ran with.
     assert json.loads(json.dumps(grounder.config.to_json()))["preset_name"] == "reference-hcstvg-v2"

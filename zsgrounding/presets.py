@@ -34,7 +34,15 @@ v1. The released scripts hold no full-method VidSTG run for these families (thei
 are Qwen2-VL baselines with 20 frames and ``frames_thre`` 10), so ``reference-vidstg`` is the
 HC-STVG v2 method with those values.
 
-Where a preset deliberately differs from the released code, see ``docs/reproducing.md``.
+Deliberate differences from the released code (``docs/reproducing.md`` has the full audit):
+
+- frames are sampled over the whole video, not over the frame list of the released proposal
+  files (every 10th frame on HC-STVG), so proposals of any origin line up with them;
+- Qwen2-VL always gets its M-RoPE positions; the released code passed embeddings alone to
+  ``generate``, which depending on its transformers version may have given 1-D positions;
+- a blank last element of a decomposition list counts as a failed decomposition (the whole
+  query), where the released code would ask "Is there  in this video?";
+- ``paper``: the paper's k of the top-k span is not in its text, so it uses the reference window.
 """
 
 from __future__ import annotations

@@ -826,6 +826,14 @@ def compare(
 @click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True)
 @click.option("--sam2", "sam2_model", default="facebook/sam2.1-hiera-tiny", show_default=True)
 @click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--sampling",
+    type=click.Choice(["linspace", "centres"]),
+    default="linspace",
+    show_default=True,
+    help="How the frames are spread: as the reference presets sample them (linspace, the default of "
+    "`ground` and of `eval` on HC-STVG / VidSTG), or as --preset none does (centres).",
+)
 @click.option("--device", default=None)
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Track store folder."
@@ -837,17 +845,21 @@ def proposals(
     tracker: str,
     sam2_model: str,
     num_frames: int,
+    sampling: str,
     device: str | None,
     out: Path,
 ) -> None:
-    """Detect NOUN_PHRASE in VIDEO and link the detections into tracks (saved in the track store OUT)."""
+    """Detect NOUN_PHRASE in VIDEO and link the detections into tracks (saved in the track store OUT).
+
+    The tracks are made on the frames a grounder will sample (--num-frames, --sampling), so that
+    `ground` and `eval` with the same frames read them from the store."""
     from zsgrounding.proposals.source import make_proposer
     from zsgrounding.video import sample_uniform
 
     proposer = make_proposer(
         store_dir=out, detector=detector, tracker=tracker, sam2=sam2_model, device=device
     )
-    clip = sample_uniform(video, num_frames)
+    clip = sample_uniform(video, num_frames, sampling=sampling)
     tracks = proposer(clip, noun_phrase, video.name)
     click.echo(f"{len(tracks)} tracks of {noun_phrase!r} in {video.name}: {proposer.store.path(video.name)}")
     for track in tracks:

@@ -344,6 +344,25 @@ def add_visual_delta(prepared: PreparedInputs, visual_delta: torch.Tensor | None
     return embeds.index_add(1, positions, visual_delta.to(device=embeds.device, dtype=embeds.dtype))
 
 
+def projected_patch_grid(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """A LLaVA model's projected patch tokens of ``(T, 3, S, S)`` pixels as a grid ``(T, D, p, p)``.
+
+    The vision tower's ``vision_feature_layer`` hidden states (several concatenated), the class
+    token dropped under the ``default`` strategy, then the multimodal projector: the tokens the
+    original LLaVA-NeXT code pools (after the projector), before any pooling.
+    """
+    inner, config = model.model, model.config
+    hidden = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+    layer = config.vision_feature_layer
+    patches = hidden[layer] if isinstance(layer, int) else torch.cat([hidden[i] for i in layer], dim=-1)
+    if config.vision_feature_select_strategy == "default":
+        patches = patches[:, 1:]
+    projected = inner.multi_modal_projector(patches)  # (T, p * p, D)
+    t, n, d = projected.shape
+    side = round(n**0.5)
+    return projected.reshape(t, side, side, d).permute(0, 3, 1, 2)
+
+
 def embed_with_features(
     model: torch.nn.Module, input_ids: torch.Tensor, placeholder_id: int, features: torch.Tensor
 ) -> torch.Tensor:

@@ -47,7 +47,12 @@ import torch
 from torch import nn
 from transformers import LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerBase
 
-from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, prepare_placeholder_video
+from zsgrounding.mllm.base import (
+    MLLMAdapter,
+    PreparedInputs,
+    prepare_placeholder_video,
+    projected_patch_grid,
+)
 from zsgrounding.mllm.errors import ModelError
 from zsgrounding.mllm.files import checkpoint_file, load_checkpoint, processor_chat_template, read_json
 from zsgrounding.mllm.options import VICUNA_V1_TEMPLATE, AdapterOptions, pre_resize
@@ -272,20 +277,11 @@ class LlavaNextVideoAdapter(MLLMAdapter):
         return features
 
     def _project_then_pool(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        inner, config = self.model.model, self.model.config
         if self.spatial_pool_mode not in _RESTRIDABLE_MODES:
             raise ModelError(f"the {self.spatial_pool_mode!r} pooling cannot pool projected tokens")
-        hidden = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
-        layer = config.vision_feature_layer
-        patches = hidden[layer] if isinstance(layer, int) else torch.cat([hidden[i] for i in layer], dim=-1)
-        if config.vision_feature_select_strategy == "default":
-            patches = patches[:, 1:]
-        projected = inner.multi_modal_projector(patches)  # (T, p * p, D)
-        t, n, d = projected.shape
-        side = round(n**0.5)
-        grid = projected.reshape(t, side, side, d).permute(0, 3, 1, 2)
-        pooled = inner.vision_resampler.pool(grid)  # (T, D, h, w)
-        return pooled.flatten(2).transpose(1, 2).reshape(-1, d)
+        grid = projected_patch_grid(self.model, pixel_values)  # (T, D, p, p)
+        pooled = self.model.model.vision_resampler.pool(grid)  # (T, D, h, w)
+        return pooled.flatten(2).transpose(1, 2).reshape(-1, grid.shape[1])
 
     def render_prompt(self, question: str) -> str:
         return self.bos_prefix + render_video_prompt(

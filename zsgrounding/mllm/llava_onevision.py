@@ -28,7 +28,12 @@ import numpy as np
 import torch
 from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
 
-from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, prepare_placeholder_video
+from zsgrounding.mllm.base import (
+    MLLMAdapter,
+    PreparedInputs,
+    prepare_placeholder_video,
+    projected_patch_grid,
+)
 from zsgrounding.mllm.errors import ModelError
 from zsgrounding.mllm.files import load_checkpoint, processor_chat_template
 from zsgrounding.mllm.options import QWEN_1_5_TEMPLATE, AdapterOptions, pre_resize
@@ -167,18 +172,10 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         return features
 
     def _features_with_stride(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        inner, config = self.model.model, self.model.config
-        hidden = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
-        layer = config.vision_feature_layer
-        patches = hidden[layer] if isinstance(layer, int) else torch.cat([hidden[i] for i in layer], dim=-1)
-        if config.vision_feature_select_strategy == "default":
-            patches = patches[:, 1:]
-        projected = inner.multi_modal_projector(patches)  # (T, p * p, D)
-        t, _n, d = projected.shape
-        grid = projected.reshape(t, self._patches, self._patches, d).permute(0, 3, 1, 2)
+        grid = projected_patch_grid(self.model, pixel_values)  # (T, D, p, p)
         pooled = torch.nn.functional.interpolate(grid, size=self._grid, mode="bilinear")
-        tokens = pooled.permute(0, 2, 3, 1).reshape(-1, d)
-        newline = inner.image_newline[None].to(tokens.dtype)
+        tokens = pooled.permute(0, 2, 3, 1).reshape(-1, grid.shape[1])
+        newline = self.model.model.image_newline[None].to(tokens.dtype)
         return torch.cat([tokens, newline])
 
     def render_prompt(self, question: str) -> str:

@@ -53,6 +53,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import shlex
 import shutil
 import sys
@@ -678,6 +679,42 @@ def checkpoint_dirs(output_dir: Path | str) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _load_state(accelerator: Any, checkpoint: Path) -> None:
+    """Accelerate's model, optimizer and RNG state of ``checkpoint``, never unpickling code.
+
+    Accelerate reads these files with ``torch.load(weights_only=True)``, which refuses anything
+    but tensors and plain containers; a refused file is one line naming it. Pickled files that
+    Accelerate would unpickle in full (``custom_checkpoint_*.pkl``) are refused before it runs.
+    """
+    state = checkpoint / "state"
+    pickled = sorted(state.glob("custom_checkpoint_*.pkl"))
+    if pickled:
+        raise TrainConfigError(
+            f"refusing {pickled[0]}: pickled files are never loaded (they can run code); "
+            "train into a new output_dir"
+        )
+    # Accelerate swallows a failed random-state load and goes on with other random numbers: check
+    # those files first, with the same restricted loader.
+    from accelerate.utils import load as restricted_load
+
+    for path in sorted(state.glob("random_states_*.pkl")):
+        try:
+            restricted_load(path)
+        except pickle.UnpicklingError as exc:
+            raise TrainConfigError(
+                f"refusing {path}: not plain tensors and arrays ({_first_line(exc)})"
+            ) from exc
+    try:
+        accelerator.load_state(str(state))
+    except pickle.UnpicklingError as exc:
+        raise TrainConfigError(f"refusing a file of {state}: not plain tensors ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _save_checkpoint(
     accelerator: Any, wrapped: nn.Module, out: Path, step: int, state: dict[str, Any], keep: int | None
 ) -> Path:
@@ -914,6 +951,11 @@ def train(config: TrainConfig, progress: bool = True) -> TrainSummary:
                 f"cannot resume {resume_from}: the data order changed (seed, batch geometry or sources): "
                 f"saved {saved['geometry']}, now {geometry}"
             )
+        if not isinstance(saved.get("scheduler"), dict):
+            raise TrainConfigError(
+                f"cannot resume {resume_from}: it keeps its scheduler state in a pickle (an older "
+                "version's checkpoint), and pickled files are never loaded; train into a new output_dir"
+            )
         start_step, seconds_before = int(saved["step"]), float(saved.get("seconds", 0.0))
         losses = dict(saved.get("losses", {}))
 
@@ -931,10 +973,12 @@ def train(config: TrainConfig, progress: bool = True) -> TrainSummary:
     optimizer = make_optimizer(accelerator.unwrap_model(wrapped), parts, config)
     scheduler = LambdaLR(optimizer, WarmupCosine(total, warmup_steps(total, config.warmup_ratio)))
     optimizer = accelerator.prepare(optimizer)
-    accelerator.register_for_checkpointing(scheduler)  # stepped here, not by Accelerate
+    # The scheduler's state goes to trainer_state.json, not to Accelerate's custom checkpoint:
+    # Accelerate unpickles that file on load, and nothing read from disk may be unpickled.
     row_lr = QueryRowLR(parts.embedding, parts.query_rows, config.new_lr / config.lr)
     if resume_from is not None:
-        accelerator.load_state(str(resume_from / "state"))
+        _load_state(accelerator, resume_from)
+        scheduler.load_state_dict(saved["scheduler"])
 
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -989,6 +1033,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainSummary:
             step_started = time.perf_counter()
             if config.save_every is not None and (step % config.save_every == 0 or is_last):
                 state = {"step": step, "micro": micro, "epoch": epoch, "geometry": geometry, "losses": losses}
+                state["scheduler"] = scheduler.state_dict()
                 state["seconds"] = seconds_before + time.perf_counter() - started
                 _save_checkpoint(accelerator, wrapped, out, step, state, config.keep_checkpoints)
     finally:

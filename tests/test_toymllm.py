@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from cli import cli
 from zsgrounding.assets import TOY_MLLM
@@ -412,13 +414,45 @@ def test_the_tower_trains_in_the_stages_train_vision_names(
     pretrain(tmp_path, config, progress=False, keep_stages=True)
 
     def tower(stage: str) -> dict[str, torch.Tensor]:
-        state = torch.load(tmp_path / "stages" / f"{stage}.pt", weights_only=False)["model"]
+        state = load_file(str(tmp_path / "stages" / f"{stage}.safetensors"))
         return {k: v for k, v in state.items() if ".vision_tower." in k}
 
     after = {stage: tower(stage) for stage in ("stage1", "stage2", "stage3")}
     for before, stage in (("stage1", "stage2"), ("stage2", "stage3")):
         moved = any(not torch.equal(after[before][k], after[stage][k]) for k in after[stage])
         assert moved == (stage in train_vision), (stage, train_vision)
+
+
+class _Payload:
+    """Unpickling this creates ``path``: the marker that code from a file ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_stages_resume_from_safetensors_and_a_pickled_stage_is_refused(tmp_path: Path) -> None:
+    few = StageSchedule(2, 8, 3e-3, warmup=1)
+    config = tiny_recipe(
+        stage1=few, stage2_projector=few, stage2=few, stage3=few, train_clips=12, eval_clips=6, eval_questions=2,
+    )  # fmt: skip
+    first = pretrain(tmp_path, config, progress=False, keep_stages=True)
+    stages = tmp_path / "stages"
+    assert sorted(p.name for p in stages.iterdir()) == [
+        f"{s}.{ext}" for s in ("stage1", "stage2", "stage3") for ext in ("json", "safetensors")
+    ]
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    marker = tmp_path / "ran"
+    (stages / "stage1.pt").write_bytes(pickle.dumps({"model": _Payload(marker)}))
+    with pytest.warns(UserWarning, match=r"refusing .*stage1\.pt: pickled files are never loaded"):
+        again = pretrain(tmp_path, config, progress=False, keep_stages=True)
+    assert not marker.exists()
+    # Every stage resumed from its safetensors: the same metrics and the same weights.
+    assert again["metrics"] == json.loads(json.dumps(first["metrics"]))
+    for key, value in load_file(str(tmp_path / "model.safetensors")).items():
+        assert torch.equal(value, weights[key]), key
 
 
 def test_sincos_positions_encode_row_and_column_in_separate_halves() -> None:

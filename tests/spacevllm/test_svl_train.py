@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -245,6 +246,53 @@ def test_resume_continues_with_the_same_losses(
         train(_config(svl_base_dir, toy_data["all"], cut, save_every=3, seed=1, **extra), progress=False)
     with pytest.raises(TrainConfigError, match="already has checkpoints"):
         train(_config(svl_base_dir, toy_data["all"], cut, resume=False, **extra), progress=False)
+
+
+class _Payload:
+    """Unpickling this creates ``path``: the marker that code from a file ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_resume_never_unpickles(svl_base_dir: Path, toy_data: dict[str, Path], tmp_path: Path) -> None:
+    whole = _config(svl_base_dir, toy_data["all"], tmp_path / "whole", save_every=3, max_steps=3)
+    train(whole, progress=False)
+    source = Path(whole.output_dir) / "checkpoints" / "step_00000003"
+    state = json.loads((source / "trainer_state.json").read_text())
+    assert state["scheduler"]["last_epoch"] == 3  # the scheduler's state is JSON
+    assert not any(p.name.startswith("custom_checkpoint") for p in (source / "state").iterdir())
+
+    def resume_with(name: str, content: bytes | None = None, drop_scheduler: bool = False) -> Path:
+        run = tmp_path / name
+        shutil.copytree(source, run / "checkpoints" / source.name)
+        if content is not None:
+            (run / "checkpoints" / source.name / "state" / name).write_bytes(content)
+        if drop_scheduler:
+            path = run / "checkpoints" / source.name / "trainer_state.json"
+            path.write_text(json.dumps({k: v for k, v in state.items() if k != "scheduler"}))
+        return run
+
+    marker = tmp_path / "ran"
+    payload = pickle.dumps(_Payload(marker))
+    # What Accelerate would unpickle in full is refused before it is opened.
+    run = resume_with("custom_checkpoint_0.pkl", payload)
+    with pytest.raises(
+        TrainConfigError, match=r"refusing .*custom_checkpoint_0\.pkl: pickled files are never"
+    ):
+        train(_config(svl_base_dir, toy_data["all"], run, save_every=3, max_steps=6), progress=False)
+    # What Accelerate reads with weights_only=True is refused by torch, and said in one line.
+    run = resume_with("random_states_0.pkl", payload)
+    with pytest.raises(TrainConfigError, match=r"refusing .*random_states_0\.pkl: not plain tensors"):
+        train(_config(svl_base_dir, toy_data["all"], run, save_every=3, max_steps=6), progress=False)
+    # An older checkpoint kept the scheduler in a pickle: it is not resumed.
+    run = resume_with("older", drop_scheduler=True)
+    with pytest.raises(TrainConfigError, match="scheduler state in a pickle"):
+        train(_config(svl_base_dir, toy_data["all"], run, save_every=3, max_steps=6), progress=False)
+    assert not marker.exists()
 
 
 def test_final_model_reloads_with_identical_outputs(

@@ -13,13 +13,16 @@ the last finished stage. The folder is removed once the checkpoint is written.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import (
     LlavaOnevisionForConditionalGeneration,
     PreTrainedTokenizerFast,
@@ -137,26 +140,46 @@ def save_checkpoint(
     )
 
 
-def _stage_file(out_dir: Path, stage: str) -> Path:
-    return out_dir / "stages" / f"{stage}.pt"
+def _stage_files(out_dir: Path, stage: str) -> tuple[Path, Path]:
+    """``(weights .safetensors, config and metrics .json)`` of a finished stage."""
+    folder = out_dir / "stages"
+    return folder / f"{stage}.safetensors", folder / f"{stage}.json"
 
 
 def _load_stage(out_dir: Path, stage: str, config_json: dict, model: torch.nn.Module) -> dict | None:
-    """Metrics of a finished stage saved with the same config (its weights loaded), else ``None``."""
-    path = _stage_file(out_dir, stage)
-    if not path.is_file():
+    """Metrics of a finished stage saved with the same config (its weights loaded), else ``None``.
+
+    Stages are safetensors and JSON; a pickled stage file (``<stage>.pt``, as older versions
+    wrote) is never loaded: it is refused with a warning and the stage is trained again.
+    """
+    pickled = out_dir / "stages" / f"{stage}.pt"
+    if pickled.is_file():
+        warnings.warn(
+            f"refusing {pickled}: pickled files are never loaded (they can run code); training the stage again",
+            stacklevel=2,
+        )
+    weights, meta = _stage_files(out_dir, stage)
+    if not (weights.is_file() and meta.is_file()):
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if saved.get("config") != config_json:
+    try:
+        saved = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a torn write: the stage runs again
+    if not isinstance(saved, dict) or saved.get("config") != json.loads(json.dumps(config_json)):
         return None
-    model.load_state_dict(saved["model"])
+    model.load_state_dict(load_file(str(weights)))
     return saved["metrics"]
 
 
 def _save_stage(out_dir: Path, stage: str, config_json: dict, model: torch.nn.Module, metrics: dict) -> None:
-    path = _stage_file(out_dir, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": config_json, "model": model.state_dict(), "metrics": metrics}, path)
+    weights, meta = _stage_files(out_dir, stage)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    # Tied weights share storage, which safetensors refuses: store each tensor on its own.
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(weights))
+    tmp = meta.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"config": config_json, "metrics": metrics}, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, meta)  # the JSON last: a stage counts as done only once both are whole
 
 
 def pretrain(

@@ -1083,8 +1083,14 @@ def train(config_path: Path, quiet: bool) -> None:
     click.echo(f"final model: {summary.final_dir}  (stvg ground --method spacevllm --checkpoint ...)")
 
 
+def _redact(text: str) -> str:
+    from zsgrounding.redact import redact
+
+    return redact(text)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"stvg: warning: {message}", err=True)
+    click.echo(f"stvg: warning: {_redact(str(message))}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1099,10 +1105,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(err.ctx.get_help() if err.ctx else "", err=False)
         sys.exit(0)
     except click.UsageError as err:
-        click.echo(f"stvg: error: {err.format_message()}", err=True)
+        click.echo(f"stvg: error: {_redact(err.format_message())}", err=True)
         sys.exit(2)
     except STVGError as err:
-        click.echo(f"stvg: error: {err}", err=True)
+        click.echo(f"stvg: error: {_redact(str(err))}", err=True)
         sys.exit(2)
     except click.Abort:
         click.echo("stvg: interrupted", err=True)

@@ -289,12 +289,14 @@ class LLMAnalyzer:
                 elif exc.status_code not in (408, 409, 429) and exc.status_code < 500:
                     break
             except openai.OpenAIError as exc:
-                reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+                reason = f"{type(exc).__name__}: {' '.join(self.llm.redact(str(exc)).split())[:160]}"
             except ValueError as exc:
                 reason = f"invalid reply: {exc}"
             if attempt + 1 < attempts:
                 time.sleep(wait)
-        raise AnalyzerError(f"LLM analyzer ({self.llm.model}) failed on {caption[:60]!r}: {reason}")
+        raise AnalyzerError(
+            f"LLM analyzer ({self.llm.model}) failed on {caption[:60]!r}: {self.llm.redact(reason)}"
+        )
 
     def analyze(self, caption: str) -> Analysis:
         if not caption.strip():

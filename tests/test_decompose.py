@@ -45,6 +45,7 @@ class Reply:
     status: int = 200
     content: str = GOOD
     delay: float = 0.0
+    echo_headers: bool = False  # an error body that repeats the request's headers, key included
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -60,7 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay:
             self.server.release.wait(reply.delay)  # set at teardown so no handler outlives a test
         if reply.status != 200:
-            self._send(reply.status, {"error": {"message": f"scripted status {reply.status}"}})
+            echoed = f" (Authorization: {self.headers.get('Authorization')})" if reply.echo_headers else ""
+            self._send(reply.status, {"error": {"message": f"scripted status {reply.status}{echoed}"}})
             return
         message = {"role": "assistant", "content": reply.content}
         self._send(
@@ -280,6 +282,28 @@ def test_http_500_twice_then_success(serve: Any) -> None:
     assert result.source == "llm" and result.attribute == "the man in the red shirt"
     assert len(server.requests) == 3  # the client's own retries are off: every request is ours
     assert elapsed >= 0.05 + 0.1  # exponential backoff: 0.05 s, then 0.1 s
+
+
+SECRET = "sk-live-0123456789abcdefSECRET"
+
+
+def test_an_echoed_key_never_reaches_the_message(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, run_cli: Any
+) -> None:
+    server = serve(Reply(status=500, echo_headers=True))
+    llm = _llm(server, api_key=SECRET)
+    with pytest.raises(DecompositionError) as info:
+        llm.decompose(QUERY)
+    message = str(info.value)
+    assert "scripted status 500" in message and "Bearer ***" in message
+    assert SECRET not in message and SECRET[8:20] not in message
+    # The same through the CLI, with the key from the environment: the warning line is clean.
+    monkeypatch.setenv("STVG_LLM_BASE_URL", server.url)
+    monkeypatch.setenv("STVG_LLM_API_KEY", SECRET)
+    code, stdout, stderr = run_cli(["decompose", QUERY])
+    assert code == 0 and '"source": "rules"' in stdout
+    assert "scripted status 500" in stderr and SECRET not in stderr + stdout
+    assert server.headers[-1]["authorization"] == f"Bearer {SECRET}"  # it was sent, just never shown
 
 
 def test_server_errors_exhaust_retries_with_one_line_error(serve: Any) -> None:

@@ -44,6 +44,7 @@ import openai
 
 from zsgrounding.datasets.toyworld import CaptionParts
 from zsgrounding.errors import STVGError
+from zsgrounding.redact import redact
 
 QUESTION_TEMPLATE = "Is there {} in this video?"
 SOURCES = ("llm", "cache", "reference", "rules", "fallback", "query")
@@ -453,6 +454,7 @@ class LLMDecomposer:
         self._client = openai.OpenAI(
             base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
         )
+        self._secret = api_key  # only ever used to mask it in messages
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> LLMDecomposer | None:
@@ -490,21 +492,26 @@ class LLMDecomposer:
             except openai.APITimeoutError:
                 reason = f"request timed out after {self.timeout:g} s"
             except openai.APIStatusError as exc:
-                reason = f"HTTP {exc.status_code}: {_one_line(exc.message, 160)}"
+                # Masked before it is cut: a cut must not leave half a key behind.
+                reason = f"HTTP {exc.status_code}: {_one_line(self.redact(exc.message), 160)}"
                 if exc.status_code == 400 and json_mode:
                     json_mode, wait = False, 0.0  # retry at once without response_format
                 elif exc.status_code not in (408, 409, 429) and exc.status_code < 500:
                     break
             except openai.OpenAIError as exc:  # connection refused, bad response body...
-                reason = f"{type(exc).__name__}: {_one_line(exc, 160)}"
+                reason = f"{type(exc).__name__}: {_one_line(self.redact(str(exc)), 160)}"
             except ValueError as exc:
                 reason = f"invalid reply: {exc}"
             if attempt <= self.max_retries:
                 time.sleep(wait)
         raise DecompositionError(
             f"LLM decomposition ({self.model}) of {_one_line(query, 80)!r} failed after "
-            f"{attempt} attempt(s): {reason}"
+            f"{attempt} attempt(s): {self.redact(reason)}"
         )
+
+    def redact(self, text: str) -> str:
+        """``text`` with this endpoint's key (and anything token-like) masked."""
+        return redact(text, [self._secret])
 
 
 # ------------------------------------------------------------------------------------ rules

@@ -50,6 +50,7 @@ from zsgrounding.errors import STVGError
 from zsgrounding.metrics import FrameSet, evaluate
 from zsgrounding.metrics import Protocol as EvalProtocol
 from zsgrounding.predictions import save_predictions, tube_from_json
+from zsgrounding.redact import redact
 from zsgrounding.report import markdown_table, stvg_rows
 from zsgrounding.types import GroundingResult, Sample, Tube
 
@@ -205,7 +206,7 @@ def _optional_list(value: Any) -> Any:
 
 def error_record(sample_id: str, err: BaseException, seconds: float) -> dict[str, Any]:
     """The error line of one sample: the exception type and message on one line."""
-    message = " ".join(f"{type(err).__name__}: {err}".split())
+    message = redact(" ".join(f"{type(err).__name__}: {err}".split()))
     return {"id": sample_id, "error": message, "seconds": round(seconds, 4)}
 
 

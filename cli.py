@@ -545,6 +545,12 @@ def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, *
 @click.option(
     "--resume/--no-resume", default=True, show_default=True, help="Skip samples already done in OUT."
 )
+@click.option(
+    "--force-resume",
+    is_flag=True,
+    help="Resume even if OUT was written with other settings or samples (the results then mix them).",
+)
+@click.option("--keep-errors", is_flag=True, help="On resume, keep failed samples' error lines (no retry).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_(
     dataset: str,
@@ -554,6 +560,8 @@ def eval_(
     out: Path,
     max_samples: int | None,
     resume: bool,
+    force_resume: bool,
+    keep_errors: bool,
     quiet: bool,
     **opts,
 ) -> None:
@@ -566,11 +574,21 @@ def eval_(
 
     samples, toy_dir = _load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
     grounder = _grounder({**opts, "default_preset": DATASET_PRESETS.get(dataset)}, out, toy_dir)
-    summary = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=resume, progress=not quiet))
+    run = RunConfig(
+        out_dir=out,
+        resume=resume,
+        progress=not quiet,
+        force_resume=force_resume,
+        retry_errors=not keep_errors,
+    )
+    summary = run_dataset(samples, grounder, run)
     if summary.metrics is None:
         return  # a rank other than 0: rank 0 reports
     click.echo(markdown_table(stvg_rows(summary.metrics, opts["method"])))
-    click.echo(f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}")
+    retried = f" ({summary.retried} of them retried after an earlier failure)" if summary.retried else ""
+    click.echo(
+        f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}{retried}"
+    )
     for name, path in summary.paths.items():
         click.echo(f"{name + ':':14s}{path}")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -142,6 +144,55 @@ def test_preset_flags_override_and_settings_are_recorded(
     assert record["settings"]["preset_name"] is None and record["settings"]["sampling"] == "centres"
     code, _, stderr = run_cli([*args, "--preset", "reference-hcstvg-v9"])
     assert code == 2 and "reference-hcstvg-v9" in stderr
+
+
+def test_a_resume_with_other_settings_is_refused_unless_forced(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mixed"
+    base = ["eval", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), "--out", str(out)]
+    fast = ["--lra-steps", "1", "--lra-step-size", "1.0", "--quiet"]
+    code, _, stderr = run_cli([*base, "--num-frames", "3", *fast, "--max-samples", "2"])
+    assert code == 0, stderr
+    before = (out / "results.rank0.jsonl").read_bytes()
+    code, stdout, stderr = run_cli([*base, "--num-frames", "4", *fast])
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert "settings.num_frames" in stderr and "--force-resume" in stderr
+    assert (out / "results.rank0.jsonl").read_bytes() == before  # nothing was added or lost
+    warnings.simplefilter("default")  # this module silences warnings; this one is the point
+    code, stdout, stderr = run_cli([*base, "--num-frames", "4", *fast, "--force-resume"])
+    assert code == 0 and "settings.num_frames changed (forced)" in stderr
+    assert "done 1, skipped (already done) 2, failed 0" in stdout
+
+
+def test_a_second_process_into_the_same_folder_is_refused(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "busy"
+    out.mkdir()
+    # Another process holds the folder's lock, as a running `stvg eval` does.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from zsgrounding.runfolder import RunLock\n"
+         f"with RunLock(Path({str(out)!r}), 0):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, _, stderr = run_cli(
+            ["eval", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), *FAST,
+             "--out", str(out), "--quiet"]
+        )  # fmt: skip
+        assert code == 2 and f"in use by another run (pid {holder.pid})" in stderr and stderr.count("\n") == 1
+        assert not (out / "results.rank0.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, stderr = run_cli(
+        ["eval", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), *FAST, "--out", str(out),
+         "--quiet", "--max-samples", "1"]
+    )  # fmt: skip
+    assert code == 0, stderr  # the lock went with its process
 
 
 def test_decompose_rules_prints_json_lines(run_cli) -> None:

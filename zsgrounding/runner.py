@@ -15,9 +15,14 @@ Files in ``out_dir``:
 Resume (the default): the ids already in any rank file are done and skipped, so a run may be
 resumed with a different number of ranks. A partial last line of this rank's file (a kill in
 the middle of a write) is cut off first, so its sample is grounded again: nothing is lost or
-repeated. Error lines count as done: a deterministic failure is not retried on every resume
-unless ``retry_errors=True``; a retried sample's new line supersedes the old one, and a success
-line always wins over an error line for the same id.
+repeated. Error lines are grounded again on resume (``retry_errors``, the default; a fixed
+video then scores), a retried sample's new line supersedes the old one, and a success line
+always wins over an error line for the same id.
+
+Guards: ``run.json`` records the grounder's settings and the samples' fingerprints, and a resume
+with other settings or changed samples is refused unless ``force_resume``
+(:mod:`zsgrounding.runfolder`); a second process of the same rank into the same folder is
+refused while the first runs.
 
 Sharding: under ``torch.distributed`` (an initialised process group, or ``RANK`` / ``WORLD_SIZE``
 set by torchrun, in which case a gloo group is created here and destroyed at the end), rank
@@ -52,6 +57,7 @@ from zsgrounding.metrics import Protocol as EvalProtocol
 from zsgrounding.predictions import save_predictions, tube_from_json
 from zsgrounding.redact import redact
 from zsgrounding.report import markdown_table, stvg_rows
+from zsgrounding.runfolder import RunLock, check_run, run_record
 from zsgrounding.types import GroundingResult, Sample, Tube
 
 logger = logging.getLogger(__name__)
@@ -84,7 +90,10 @@ class RunConfig:
             then only writes its rank file (no barrier, no merge). ``None``: take the rank from
             ``torch.distributed``, or run alone.
         fail_fast: re-raise the first grounder exception (after writing its error line).
-        retry_errors: on resume, ground again the samples whose line is an error.
+        retry_errors: on resume, ground again the samples whose line is an error (default);
+            ``False`` keeps their error lines.
+        force_resume: resume even though ``run.json`` says the folder was written with other
+            settings or samples (the results then mix them; a warning says which keys differ).
         frames: evaluated frame set passed to :func:`metrics.evaluate`.
         protocol: evaluation protocol passed to :func:`metrics.evaluate`.
         dist_timeout_minutes: timeout of the gloo group created here from torchrun's env; it
@@ -96,7 +105,8 @@ class RunConfig:
     progress: bool = True
     shard: tuple[int, int] | None = None
     fail_fast: bool = False
-    retry_errors: bool = False
+    retry_errors: bool = True
+    force_resume: bool = False
     frames: FrameSet = "tubedetr"
     protocol: EvalProtocol = "tubedetr"
     dist_timeout_minutes: float = 24 * 60.0
@@ -110,6 +120,7 @@ class RunSummary:
         done: samples grounded successfully by this call.
         skipped: samples of this rank's shard already done by an earlier run.
         failed: samples whose grounder raised in this call.
+        retried: samples of this call that had an error line from an earlier run.
         seconds: wall-clock time of the call.
         metrics: ``STVGResult.report()`` of the merged predictions (rank 0, when the samples
             have ground truth), else ``None``.
@@ -127,6 +138,7 @@ class RunSummary:
     paths: dict[str, Path] = field(default_factory=dict)
     rank: int = 0
     world_size: int = 1
+    retried: int = 0
 
 
 @dataclass
@@ -471,21 +483,24 @@ def run_dataset(samples: Iterable[Sample], grounder: Grounder, config: RunConfig
     name = str(getattr(grounder, "name", type(grounder).__name__))
     ranks = _join_ranks(config)
     try:
-        rank_path = _prepare(out, ranks, config)
-        shard = samples[ranks.rank :: ranks.world]
-        done = load_results(out) if config.resume else {}
-        todo = [s for s in shard if s.id not in done or (config.retry_errors and is_error(done[s.id]))]
-        summary = RunSummary(
-            done=0,
-            skipped=len(shard) - len(todo),
-            failed=0,
-            seconds=0.0,
-            metrics=None,
-            paths={"results": rank_path},
-            rank=ranks.rank,
-            world_size=ranks.world,
-        )
-        _ground_all(todo, grounder, rank_path, summary, config, total=len(shard))
+        with RunLock(out, ranks.rank):
+            check_run(out, run_record(grounder, samples), config.resume, config.force_resume, ranks.rank == 0)
+            rank_path = _prepare(out, ranks, config)
+            shard = samples[ranks.rank :: ranks.world]
+            done = load_results(out) if config.resume else {}
+            todo = [s for s in shard if s.id not in done or (config.retry_errors and is_error(done[s.id]))]
+            summary = RunSummary(
+                done=0,
+                skipped=len(shard) - len(todo),
+                failed=0,
+                seconds=0.0,
+                metrics=None,
+                paths={"results": rank_path},
+                rank=ranks.rank,
+                world_size=ranks.world,
+                retried=sum(s.id in done for s in todo),
+            )
+            _ground_all(todo, grounder, rank_path, summary, config, total=len(shard))
         ranks.barrier()
         if ranks.rank == 0 and config.shard is None:
             merged = merge_results(

@@ -20,8 +20,8 @@ video then scores), a retried sample's new line supersedes the old one, and a su
 always wins over an error line for the same id.
 
 Guards: ``run.json`` records the grounder's settings and the samples' fingerprints, and a resume
-with other settings or changed samples is refused unless ``force_resume``
-(:mod:`zsgrounding.runfolder`); a second process of the same rank into the same folder is
+with other settings or changed samples is refused unless ``force_resume``, when it has samples
+left to ground (:mod:`zsgrounding.runfolder`); a second process of the same rank into the same folder is
 refused while the first runs.
 
 Sharding: under ``torch.distributed`` (an initialised process group, or ``RANK`` / ``WORLD_SIZE``
@@ -484,11 +484,13 @@ def run_dataset(samples: Iterable[Sample], grounder: Grounder, config: RunConfig
     ranks = _join_ranks(config)
     try:
         with RunLock(out, ranks.rank):
-            check_run(out, run_record(grounder, samples), config.resume, config.force_resume, ranks.rank == 0)
             rank_path = _prepare(out, ranks, config)
             shard = samples[ranks.rank :: ranks.world]
             done = load_results(out) if config.resume else {}
             todo = [s for s in shard if s.id not in done or (config.retry_errors and is_error(done[s.id]))]
+            if todo or not config.resume:  # a finished run read again mixes nothing
+                record = run_record(grounder, samples)
+                check_run(out, record, config.resume, config.force_resume, ranks.rank == 0)
             summary = RunSummary(
                 done=0,
                 skipped=len(shard) - len(todo),

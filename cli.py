@@ -457,7 +457,11 @@ def _decomposer(opts: dict, out: Path | None):
     from zsgrounding.decompose import Decomposer
 
     cache = out / "decompositions.json" if out is not None else None
-    return Decomposer.from_env(cache_path=cache, reference_path=opts["decompositions"])
+    return Decomposer.from_env(
+        cache_path=cache,
+        reference_path=opts["decompositions"],
+        notify=lambda line: click.echo(f"stvg: {line}", err=True),
+    )
 
 
 def _proposer(opts: dict, out: Path | None, toy_dir: Path | None = None):

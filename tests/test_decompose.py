@@ -46,6 +46,8 @@ class Reply:
     content: str = GOOD
     delay: float = 0.0
     echo_headers: bool = False  # an error body that repeats the request's headers, key included
+    body: str | None = None  # a raw 200 body instead of a chat completion (HTML, garbage, ...)
+    content_type: str = "application/json"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -60,6 +62,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.delay:
             self.server.release.wait(reply.delay)  # set at teardown so no handler outlives a test
+        if reply.body is not None:
+            self._send_raw(200, reply.body.encode(), reply.content_type)
+            return
         if reply.status != 200:
             echoed = f" (Authorization: {self.headers.get('Authorization')})" if reply.echo_headers else ""
             self._send(reply.status, {"error": {"message": f"scripted status {reply.status}{echoed}"}})
@@ -78,10 +83,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+        self._send_raw(status, json.dumps(payload).encode(), "application/json")
+
+    def _send_raw(self, status: int, data: bytes, content_type: str) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -352,6 +359,91 @@ def test_connection_refused_falls_back(serve: Any) -> None:
     decomposer = Decomposer(LLMDecomposer(url, "m", "k", timeout=1.0, max_retries=1, backoff=0.01))
     with pytest.warns(DecompositionWarning, match="APIConnectionError"):
         assert decomposer.decompose("the big red circle that moves left").source == "rules"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        ("<html><body>Bad gateway</body></html>", "text/html", "non-JSON body ('<html><body>Bad gateway"),
+        ("not json at all", "application/json", "invalid reply"),
+        ('{"id": "x", "object": "chat.completion"}', "application/json", "reply has no choices"),
+        ('{"id": "x", "choices": []}', "application/json", "empty reply (no choices)"),
+        ('{"choices": [{"message": {"role": "assistant"}}]}', "application/json", "empty reply"),
+    ],
+)
+def test_a_200_that_is_not_a_chat_completion_falls_back(
+    serve: Any, body: str, content_type: str, reason: str
+) -> None:
+    server = serve(Reply(body=body, content_type=content_type))
+    decomposer = Decomposer(_llm(server, max_retries=1))
+    with pytest.warns(DecompositionWarning, match="failed after 2 attempt") as caught:
+        result = decomposer.decompose(QUERY)
+    assert result.source == "rules" and len(server.requests) == 2
+    assert reason in str(caught[0].message)
+
+
+def test_eval_with_an_html_endpoint_grounds_every_sample_with_the_rules(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, run_cli: Any, tmp_path: Any
+) -> None:
+    from tiny_models import save_tiny_llava
+
+    from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
+
+    server = serve(Reply(body="<html>maintenance</html>", content_type="text/html"))
+    toy = tmp_path / "toy"
+    make_dataset(toy, 3, ToyWorldConfig(seed=5), progress=False)
+    model = save_tiny_llava(tmp_path / "llava")
+    monkeypatch.setenv("STVG_LLM_BASE_URL", server.url)
+    monkeypatch.setenv("STVG_LLM_RETRIES", "0")
+    monkeypatch.setenv("STVG_LLM_MAX_FAILURES", "2")
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        ["eval", "--dataset", "toy", "--gt", str(toy), "--model", str(model), "--num-frames", "3",
+         "--lra-steps", "1", "--out", str(out), "--quiet"]
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "done 3, skipped (already done) 0, failed 0" in stdout
+    assert "Traceback" not in stderr and stderr.count("asking the LLM endpoint") == 1
+    assert "non-JSON body" in stderr
+    # Two failures in a row, then the third sample was not sent to the endpoint at all.
+    assert len(server.requests) == 2 and "the rest of this run uses the offline rules" in stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["extras"]["sub_queries"]["source"] for r in records} == {"rules"}
+
+
+def test_after_max_failures_in_a_row_the_run_stops_asking(serve: Any) -> None:
+    server = serve(Reply(status=500))
+    lines: list[str] = []
+    decomposer = Decomposer(_llm(server, max_retries=0), max_failures=2, notify=lines.append)
+    with pytest.warns(DecompositionWarning) as caught:
+        for _ in range(5):
+            assert decomposer.decompose(QUERY).source == "rules"
+    assert len(server.requests) == 2  # asked twice, then never again in this run
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and "the rest of this run uses the offline rules" in messages[1]
+    assert len(lines) == 1 and "up to 2 s x 1 attempts each" in lines[0]
+
+
+def test_a_success_resets_the_failure_count(serve: Any) -> None:
+    server = serve(Reply(status=500), Reply(), Reply(status=500), Reply())
+    decomposer = Decomposer(_llm(server, max_retries=0), max_failures=2)
+    with pytest.warns(DecompositionWarning):
+        sources = [decomposer.decompose(QUERY).source for _ in range(4)]
+    assert sources == ["rules", "llm", "rules", "llm"]
+
+
+def test_timeouts_and_retries_come_from_the_environment(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve()
+    monkeypatch.setenv("STVG_LLM_BASE_URL", server.url)
+    llm = LLMDecomposer.from_env()
+    assert llm is not None and (llm.timeout, llm.max_retries) == (20.0, 2)  # short defaults
+    monkeypatch.setenv("STVG_LLM_TIMEOUT", "3.5")
+    monkeypatch.setenv("STVG_LLM_RETRIES", "0")
+    llm = LLMDecomposer.from_env()
+    assert llm is not None and (llm.timeout, llm.max_retries) == (3.5, 0)
+    monkeypatch.setenv("STVG_LLM_TIMEOUT", "soon")
+    with pytest.raises(DecompositionError, match="STVG_LLM_TIMEOUT='soon' is not a float"):
+        LLMDecomposer.from_env()
 
 
 # ------------------------------------------------------------------------------ configuration

@@ -35,7 +35,7 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -408,12 +408,43 @@ def _env(*names: str) -> str | None:
     return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
+def _env_number(name: str, default: Any, kind: type) -> Any:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise DecompositionError(f"{name}={text!r} is not a {kind.__name__}") from None
+
+
+def _reply_text(reply: Any) -> str:
+    """The assistant's text of a chat completion; anything else is a ``ValueError`` saying what came.
+
+    An endpoint that answers 200 with an HTML page or other non-JSON body gives the client a
+    plain string, and a JSON body without the expected fields gives objects without them.
+    """
+    if isinstance(reply, str | bytes):
+        start = " ".join(str(reply[:60]).split())
+        raise ValueError(f"the endpoint answered with a non-JSON body ({start!r}...), not a chat completion")
+    choices = getattr(reply, "choices", None)
+    if not isinstance(choices, list):
+        raise ValueError(f"the endpoint's reply has no choices ({type(reply).__name__})")
+    if not choices:
+        raise ValueError("empty reply (no choices)")
+    content = getattr(getattr(choices[0], "message", None), "content", None)
+    if not isinstance(content, str) or not content.strip():
+        raise ValueError("empty reply")
+    return content
+
+
 class LLMDecomposer:
     """Decompose with any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp, Ollama...).
 
     Arguments fall back to the environment: ``STVG_LLM_BASE_URL`` then ``OPENAI_BASE_URL``;
     ``STVG_LLM_MODEL`` (default :data:`DEFAULT_MODEL`); ``STVG_LLM_API_KEY`` then
-    ``OPENAI_API_KEY`` (a local server without a key gets a placeholder). An endpoint is
+    ``OPENAI_API_KEY`` (a local server without a key gets a placeholder); ``STVG_LLM_TIMEOUT``
+    (seconds per request, default 20) and ``STVG_LLM_RETRIES`` (default 2). An endpoint is
     configured when a base URL or a key is known; otherwise the constructor raises
     :class:`DecompositionError` and :meth:`from_env` returns ``None``.
 
@@ -430,8 +461,8 @@ class LLMDecomposer:
         model: str | None = None,
         api_key: str | None = None,
         *,
-        timeout: float = 60.0,
-        max_retries: int = 3,
+        timeout: float | None = None,
+        max_retries: int | None = None,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         temperature: float | None = 0.0,
@@ -443,8 +474,10 @@ class LLMDecomposer:
             raise DecompositionError(
                 "no LLM endpoint configured (set STVG_LLM_BASE_URL or STVG_LLM_API_KEY / OPENAI_API_KEY)"
             )
+        timeout = timeout if timeout is not None else _env_number("STVG_LLM_TIMEOUT", 20.0, float)
+        max_retries = max_retries if max_retries is not None else _env_number("STVG_LLM_RETRIES", 2, int)
         if timeout <= 0 or max_retries < 0 or backoff < 0:
-            raise ValueError("need timeout > 0, max_retries >= 0 and backoff >= 0")
+            raise DecompositionError("the LLM endpoint needs timeout > 0, retries >= 0 and backoff >= 0")
         self.base_url = base_url
         self.model = model or _env("STVG_LLM_MODEL") or DEFAULT_MODEL
         self.timeout, self.max_retries = timeout, max_retries
@@ -458,11 +491,16 @@ class LLMDecomposer:
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> LLMDecomposer | None:
-        """An LLM decomposer from arguments and the environment, or ``None`` if none is configured."""
-        try:
-            return cls(**kwargs)
-        except DecompositionError:
+        """An LLM decomposer from arguments and the environment, or ``None`` if none is configured.
+
+        A configured endpoint with a bad setting (``STVG_LLM_TIMEOUT=abc``) is an error, not
+        ``None``: the user asked for an endpoint."""
+        configured = kwargs.get("base_url") or kwargs.get("api_key")
+        if not (
+            configured or _env("STVG_LLM_BASE_URL", "OPENAI_BASE_URL", "STVG_LLM_API_KEY", "OPENAI_API_KEY")
+        ):
             return None
+        return cls(**kwargs)
 
     def __repr__(self) -> str:  # never shows the key
         return f"LLMDecomposer(base_url={self.base_url!r}, model={self.model!r})"
@@ -474,9 +512,7 @@ class LLMDecomposer:
         reply = self._client.chat.completions.create(
             model=self.model, messages=build_messages(query), **extra
         )
-        if not reply.choices or not reply.choices[0].message.content:
-            raise ValueError("empty reply")
-        return reply.choices[0].message.content
+        return _reply_text(reply)
 
     def decompose(self, query: str) -> Decomposition:
         """Ask the endpoint; :class:`DecompositionError` (one line) once every attempt failed."""
@@ -760,7 +796,12 @@ class Decomposer:
     ``decompose(query, key)`` returns the reference entry for the video ``key`` if there is one,
     else the cached answer, else asks the LLM (and caches the answer). When the LLM fails or no
     endpoint is configured it warns (:class:`DecompositionWarning`, naming why) and uses the
-    rules. With no LLM, the cache is looked up for any model.
+    rules. With no LLM, the cache is looked up for any model. Rule answers are never cached, so
+    a later run with a working endpoint asks it.
+
+    After ``max_failures`` LLM failures in a row (``STVG_LLM_MAX_FAILURES``, default 3) the rest
+    of the run uses the rules without asking again, which is said once. ``notify`` gets one line
+    before the first request (where the toolkit waits and for how long).
     """
 
     def __init__(
@@ -769,19 +810,34 @@ class Decomposer:
         cache: DecompositionCache | None = None,
         reference: Mapping[str, Decomposition] | None = None,
         rules: RuleDecomposer | None = None,
+        max_failures: int | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self.llm, self.cache, self.reference = llm, cache, reference
         self.rules = rules or RuleDecomposer()
+        self.max_failures = (
+            max_failures if max_failures is not None else _env_number("STVG_LLM_MAX_FAILURES", 3, int)
+        )
+        if self.max_failures < 1:
+            raise DecompositionError(f"max_failures must be at least 1, got {self.max_failures}")
+        self.notify = notify
+        self._failures = 0
+        self._asked = False
 
     @classmethod
     def from_env(
-        cls, cache_path: str | Path | None = None, reference_path: str | Path | None = None, **llm_kwargs: Any
+        cls,
+        cache_path: str | Path | None = None,
+        reference_path: str | Path | None = None,
+        notify: Callable[[str], None] | None = None,
+        **llm_kwargs: Any,
     ) -> Decomposer:
         """The LLM from the environment (see :class:`LLMDecomposer`), an optional cache and reference."""
         return cls(
             llm=LLMDecomposer.from_env(**llm_kwargs),
             cache=DecompositionCache(cache_path) if cache_path is not None else None,
             reference=load_reference_decompositions(reference_path) if reference_path is not None else None,
+            notify=notify,
         )
 
     def decompose(self, query: str, key: str | None = None) -> Decomposition:
@@ -806,11 +862,29 @@ class Decomposer:
                 stacklevel=2,
             )
             return self.rules.decompose(query)
+        if self._failures >= self.max_failures:
+            return self.rules.decompose(query)  # the endpoint is given up for this run (said once)
+        if not self._asked and self.notify is not None:
+            llm = self.llm
+            self.notify(
+                f"asking the LLM endpoint {llm.base_url or '(the OpenAI default)'} ({llm.model}) to decompose "
+                f"queries: up to {llm.timeout:g} s x {llm.max_retries + 1} attempts each"
+            )
+        self._asked = True
         try:
             result = self.llm.decompose(query)
         except DecompositionError as exc:
-            warnings.warn(f"{exc}; using offline rules", DecompositionWarning, stacklevel=2)
+            self._failures += 1
+            given_up = self._failures >= self.max_failures
+            tail = (
+                f"; the endpoint failed {self._failures} times in a row, so the rest of this run uses "
+                "the offline rules without asking it"
+                if given_up
+                else "; using offline rules"
+            )
+            warnings.warn(f"{exc}{tail}", DecompositionWarning, stacklevel=2)
             return self.rules.decompose(query)
+        self._failures = 0
         if self.cache is not None:
             self.cache.put(self.llm.model, result)
         return result

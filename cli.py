@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -379,9 +381,11 @@ def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
     """Build the training-free grounder the shared options describe."""
     from zsgrounding.pipeline import ZeroShotGrounder
 
-    return ZeroShotGrounder(
+    grounder = ZeroShotGrounder(
         _zero_shot_config(opts), decomposer=_decomposer(opts, out), proposer=_proposer(opts, out, toy_dir)
     )
+    grounder.check()  # option errors now, not once per sample
+    return grounder
 
 
 # Options that set a ZeroShotConfig field of the same name when given explicitly.
@@ -512,10 +516,12 @@ def _load_stvg(
 def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, **opts) -> None:
     """Ground QUERY in VIDEO: writes the result JSON, an annotated video and plots into OUT."""
     from zsgrounding.runner import grounder_settings, result_record
+    from zsgrounding.video import probe
     from zsgrounding.viz import render_result
 
     if not query.strip():
         raise click.UsageError("QUERY is empty: give the sentence to ground")
+    probe(video)  # an unreadable video is one line before the model loads
     grounder = _grounder({**opts, "default_preset": "reference-hcstvg-v2"}, out, toy_dir)
     result = grounder.ground(video, query)
     out.mkdir(parents=True, exist_ok=True)
@@ -742,6 +748,7 @@ def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None)
     for name, kind, changes in specs:
         if kind == "zero-shot":
             grounders[name] = ZeroShotGrounder(_ablate(base, changes), adapter=adapter, decomposer=decomposer)
+            grounders[name].check()
         elif kind == "spacevllm":
             checkpoint = opts["checkpoint"]
             if checkpoint is None:
@@ -1115,10 +1122,28 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"stvg: warning: {_redact(str(message))}", err=True)
 
 
+@contextmanager
+def _hf_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own progress bars (loading weights, ...) off for a quiet command, restored after."""
+    if enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    quiet = "--quiet" in (sys.argv[1:] if argv is None else argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _hf_bars(enabled=not quiet):
             # A warning is one line for the user (e.g. "no LLM endpoint, using offline rules"),
             # not a source excerpt; the previous handler is restored on the way out.
             warnings.showwarning = _show_warning

@@ -195,6 +195,36 @@ def test_a_second_process_into_the_same_folder_is_refused(
     assert code == 0, stderr  # the lock went with its process
 
 
+def test_option_errors_are_found_before_the_first_sample(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    base = ["eval", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), *FAST, "--quiet"]
+    cases = [
+        (
+            ["--gti", "fixed", "--fixed-index", "9999"],
+            "fixed_index 9999 is outside the 5 tokens after the question",
+        ),
+        (["--layers", "0:999"], "layers 0:999 is outside the model's 3 decoder layers"),
+        (["--dtype", "float99"], "unknown dtype 'float99'"),
+        (["--device", "tpu9"], "unknown device 'tpu9'"),
+    ]
+    for i, (flags, needle) in enumerate(cases):
+        out = tmp_path / f"bad{i}"
+        code, stdout, stderr = run_cli([*base, *flags, "--out", str(out)])
+        assert code == 2 and stdout == "", flags
+        assert stderr.startswith("stvg: error: ") and stderr.count("\n") == 1 and needle in stderr, stderr
+        assert not (out / "results.rank0.jsonl").exists()  # no sample ran
+
+
+def test_quiet_hides_transformers_progress_bars(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "quiet"
+    args = ["eval", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), *FAST]
+    code, _, stderr = run_cli([*args, "--out", str(out), "--max-samples", "1", "--quiet"])
+    assert code == 0 and "Loading weights" not in stderr and "%|" not in stderr, stderr
+
+
 def test_decompose_rules_prints_json_lines(run_cli) -> None:
     code, stdout, _ = run_cli(
         [

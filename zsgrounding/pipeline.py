@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from zsgrounding.assets import resolve_model
 from zsgrounding.decompose import (
@@ -158,6 +159,15 @@ class ZeroShotConfig:
             )
         if self.num_frames < 1:
             raise STVGError(f"num_frames must be at least 1, got {self.num_frames}")
+        if self.dtype is not None and not isinstance(getattr(torch, str(self.dtype), None), torch.dtype):
+            raise STVGError(f"unknown dtype {self.dtype!r}: use a torch dtype such as bfloat16 or float32")
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise STVGError(f"unknown device {self.device!r}: use cpu, cuda, cuda:1, mps, ...") from None
+        if self.layers is not None and not 0 <= self.layers[0] < self.layers[1]:
+            raise STVGError(f"layers must be a window lo:hi with 0 <= lo < hi, got {self.layers}")
 
     @classmethod
     def preset(cls, name: str, family: str | None = None, **overrides: Any) -> ZeroShotConfig:
@@ -229,6 +239,30 @@ class ZeroShotGrounder:
                 f"asks for {self.config.adapter.changed()}: load it with the config's adapter options"
             )
         return self._adapter
+
+    def check(self) -> None:
+        """Load the model and check the settings that depend on it, before any sample runs.
+
+        Raises:
+            STVGError: a layer window past the model's decoder layers, or a fixed grounding token
+                past the template's tokens after the question (one line naming the option).
+        """
+        cfg = self.config
+        adapter = self.adapter
+        text_config = getattr(adapter.model.config, "text_config", adapter.model.config)
+        depth = int(text_config.num_hidden_layers)
+        if cfg.layers is not None and cfg.layers[1] > depth:
+            lo, hi = cfg.layers
+            raise STVGError(
+                f"layers {lo}:{hi} is outside the model's {depth} decoder layers (0:{depth} at most)"
+            )
+        if cfg.gti == "fixed":
+            count = adapter.special_token_count()
+            if not -count <= cfg.fixed_index < count:
+                raise STVGError(
+                    f"fixed_index {cfg.fixed_index} is outside the {count} tokens after the question "
+                    f"({-count} .. {count - 1})"
+                )
 
     def _decomposer(self) -> Decomposer:
         if self.decomposer is None:

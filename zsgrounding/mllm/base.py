@@ -264,6 +264,18 @@ class MLLMAdapter(ABC):
         """Token id of the answer ``answer_words[1]`` (see ``AdapterOptions.answer_tokens``)."""
         return self._answer_id(self.answer_words[1])
 
+    def special_token_count(self) -> int:
+        """How many tokens follow the question in this adapter's prompt (the grounding candidates)."""
+        prompt = tokenize_video_prompt(
+            self.tokenizer,
+            self.render_prompt(_PROBE_QUESTION),
+            _PROBE_QUESTION,
+            int(self.video_token_id),
+            1,
+            split_at_video=self.options.prompt == "reference",
+        )
+        return len(prompt.special_positions)
+
     def _answer_id(self, word: str) -> int:
         if self.options.answer_tokens == "bare":
             return bare_piece_id(self.tokenizer, word)

@@ -31,7 +31,25 @@ def test_round_trip(tmp_path):
     [
         ("[]", "expected an object keyed by sample id"),
         ('{"a": 3}', "prediction 'a': expected an object"),
-        ('{"a": {"start": 1.5, "end": 3}}', "must be integer frame ids"),
+        ('{"a": {"start": 1.5, "end": 3}}', "start must be an integer frame id"),
+        ('{"a": {"start": true, "end": 3}}', "start must be an integer frame id"),
+        ('{"a": {"start": -2, "end": 3}}', "start -2 is not a frame id"),
+        ('{"a": {"start": 0, "end": 100000000000}}', "end 100000000000 is not a frame id"),
+        (
+            '{"a": {"start": 1, "end": 3, "boxes": {"\u00b2": [0, 0, 1, 1]}}}',
+            "frame key '\u00b2' is not a frame id",
+        ),
+        ('{"a": {"start": 1, "end": 3, "boxes": {"-1": [0, 0, 1, 1]}}}', "frame key '-1' is not a frame id"),
+        (
+            '{"a": {"start": 1, "end": 3, "boxes": {"0": [0, 0, 1, 1], "00": [0, 0, 1, 1]}}}',
+            "frame 0 is given twice",
+        ),
+        (
+            '{"a": {"start": 1, "end": 3, "boxes": {"99999999999": [0, 0, 1, 1]}}}',
+            "frame 99999999999 is not a frame id",
+        ),
+        ('{"a": {"start": 1, "end": 3, "boxes": {"1": [5, 0, 1, 1]}}}', "has x2 < x1 or y2 < y1"),
+        ('{"a": {"start": 1, "end": 3, "boxes": {"1": [true, 0, 1, 1]}}}', "box must be 4 finite numbers"),
         ('{"a": {"start": 5, "end": 3}}', "end 3 is before start 5"),
         ('{"a": {"start": 1, "end": 3, "boxes": {"x": [0, 0, 1, 1]}}}', "frame key 'x'"),
         ('{"a": {"start": 1, "end": 3, "boxes": {"1": [0, 0, 1]}}}', "box must be 4 finite numbers"),
@@ -43,6 +61,17 @@ def test_malformed_files_name_the_sample(tmp_path, content, needle):
     path.write_text(content)
     with pytest.raises(PredictionError, match=needle):
         load_predictions(path)
+
+
+def test_unreadable_files_are_one_line(tmp_path):
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"caf\xe9": 1}'.encode("latin-1"))
+    with pytest.raises(PredictionError, match="is not UTF-8 text"):
+        load_predictions(latin)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PredictionError, match="nested too deeply"):
+        load_predictions(deep)
 
 
 def test_duplicate_frames_rejected():

@@ -9,12 +9,25 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from zsgrounding.errors import PredictionError
-from zsgrounding.types import Tube
+from zsgrounding.types import MAX_FRAME, Tube
+
+_FRAME_KEY = re.compile(r"[0-9]+")
+
+
+def _frame_id(value: Any, sample_id: str, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PredictionError(f"prediction {sample_id!r}: {what} must be an integer frame id, got {value!r}")
+    if not 0 <= value <= MAX_FRAME:
+        raise PredictionError(
+            f"prediction {sample_id!r}: {what} {value} is not a frame id (0 .. {MAX_FRAME:,})"
+        )
+    return value
 
 
 def tube_from_json(sample_id: str, entry: Any) -> Tube:
@@ -26,37 +39,52 @@ def tube_from_json(sample_id: str, entry: Any) -> Tube:
         boxes = entry.get("boxes", {})
     except KeyError as err:
         raise PredictionError(f"prediction {sample_id!r}: missing key {err.args[0]!r}") from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
-        raise PredictionError(f"prediction {sample_id!r}: start and end must be integer frame ids")
+    start, end = _frame_id(start, sample_id, "start"), _frame_id(end, sample_id, "end")
     if end < start:
         raise PredictionError(f"prediction {sample_id!r}: end {end} is before start {start}")
     if not isinstance(boxes, Mapping):
         raise PredictionError(f"prediction {sample_id!r}: boxes must map frame ids to [x1, y1, x2, y2]")
+    parsed: dict[int, list[float]] = {}
     for frame, box in boxes.items():
-        if not str(frame).lstrip("-").isdigit():
-            raise PredictionError(f"prediction {sample_id!r}: frame key {frame!r} is not an integer")
+        key = str(frame)
+        if not _FRAME_KEY.fullmatch(key):  # ASCII digits only: "-3", "²" and "1.5" are not frames
+            raise PredictionError(f"prediction {sample_id!r}: frame key {key!r} is not a frame id")
+        number = _frame_id(int(key), sample_id, "frame")
+        if number in parsed:
+            raise PredictionError(f"prediction {sample_id!r}: frame {number} is given twice (key {key!r})")
         if (
             not isinstance(box, list | tuple)
             or len(box) != 4
-            or not all(isinstance(v, int | float) and math.isfinite(v) for v in box)
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in box
+            )
         ):
-            raise PredictionError(f"prediction {sample_id!r}, frame {frame}: box must be 4 finite numbers")
-    return Tube.from_dict(start, end, boxes)
+            raise PredictionError(f"prediction {sample_id!r}, frame {key}: box must be 4 finite numbers")
+        if box[2] < box[0] or box[3] < box[1]:
+            raise PredictionError(
+                f"prediction {sample_id!r}, frame {key}: box {list(box)} has x2 < x1 or y2 < y1"
+            )
+        parsed[number] = [float(v) for v in box]
+    return Tube.from_dict(start, end, parsed)
 
 
 def load_predictions(path: str | os.PathLike[str]) -> dict[str, Tube]:
     """Read a prediction file (see the module docstring)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PredictionError(f"prediction file not found: {path}") from None
+    except UnicodeDecodeError as err:
+        raise PredictionError(f"{path} is not UTF-8 text (byte {err.start})") from None
     except OSError as err:
         raise PredictionError(f"cannot read prediction file {path}: {err.strerror}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise PredictionError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno})") from None
+    except RecursionError:
+        raise PredictionError(f"{path} is nested too deeply to be a prediction file") from None
     if not isinstance(data, dict):
         raise PredictionError(f"{path}: expected an object keyed by sample id, got {type(data).__name__}")
     return {str(k): tube_from_json(str(k), v) for k, v in data.items()}

@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+# No video has this many frames (four days at 30 fps): files that name larger frame ids or counts
+# are malformed, refused before anything allocates arrays that long.
+MAX_FRAME = 10_000_000
+
 
 def _as_frame_ids(frame_ids: Iterable[int] | np.ndarray) -> np.ndarray:
     return np.asarray(

@@ -130,6 +130,9 @@ MALFORMED = {
     "st_frame zero": (_break("st_frame", 0), "st_frame"),
     "float st_frame": (_break("st_frame", 1.5), "st_frame"),
     "bad img_num": (_break("img_num", "480"), "img_num"),
+    # 10**12 frames would be a 7 TiB allocation in the evaluator: refused as malformed.
+    "huge img_num": (_break("img_num", 10**12), "more than any video has"),
+    "boolean st_frame": (_break("st_frame", True), "st_frame"),
     "ed before st": (_break("ed_time", -1.0), "ed_time"),
 }
 
@@ -143,6 +146,13 @@ def test_malformed_entry_raises_with_its_id(tmp_path, case):
     with pytest.raises(DatasetError, match=needle) as info:
         load_hcstvg(path)
     assert "2_other.mp4" in str(info.value) and str(path) in str(info.value)
+
+
+def test_deeply_nested_file_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError, match="nested too deeply"):
+        load_hcstvg(path)
 
 
 def test_entry_that_is_not_an_object(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 
 from zsgrounding.boxes import xywh_to_xyxy
 from zsgrounding.errors import DatasetError
-from zsgrounding.types import Tube
+from zsgrounding.types import MAX_FRAME, Tube
 
 T = TypeVar("T")
 
@@ -131,6 +131,8 @@ def read_json(path: Path | str, what: str = "annotation file") -> Any:
         raise DatasetError(
             f"{what} {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
         ) from None
+    except RecursionError:
+        raise DatasetError(f"{what} {path} is nested too deeply to be an annotation file") from None
 
 
 # ---------------------------------------------------------------- field checks
@@ -151,8 +153,10 @@ def get_value(entry: Mapping[str, Any], key: str) -> Any:
     return entry[key]
 
 
-def to_int(value: Any, what: str, minimum: int | None = None) -> int:
-    """An integer (an integral float such as ``480.0`` is accepted), optionally ``>= minimum``."""
+def to_int(value: Any, what: str, minimum: int | None = None, maximum: int | None = MAX_FRAME) -> int:
+    """An integer (an integral float such as ``480.0`` is accepted), optionally ``>= minimum``,
+    at most ``maximum`` (default :data:`~zsgrounding.types.MAX_FRAME`: every integer of an
+    annotation is a frame id, a count or a size)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedEntry(f"{what} must be an integer, got {value!r}")
     if isinstance(value, float) and not value.is_integer():
@@ -160,6 +164,8 @@ def to_int(value: Any, what: str, minimum: int | None = None) -> int:
     out = int(value)
     if minimum is not None and out < minimum:
         raise MalformedEntry(f"{what} must be >= {minimum}, got {out}")
+    if maximum is not None and out > maximum:
+        raise MalformedEntry(f"{what} is {out}, more than any video has (at most {maximum:,})")
     return out
 
 
@@ -172,9 +178,11 @@ def to_float(value: Any, what: str, positive: bool = False) -> float:
     return float(value)
 
 
-def get_int(entry: Mapping[str, Any], key: str, minimum: int | None = None) -> int:
-    """``entry[key]`` checked by :func:`to_int`."""
-    return to_int(get_value(entry, key), repr(key), minimum)
+def get_int(
+    entry: Mapping[str, Any], key: str, minimum: int | None = None, maximum: int | None = MAX_FRAME
+) -> int:
+    """``entry[key]`` checked by :func:`to_int` (``maximum=None`` for ids that are not frames)."""
+    return to_int(get_value(entry, key), repr(key), minimum, maximum)
 
 
 def get_float(entry: Mapping[str, Any], key: str, positive: bool = False) -> float:

@@ -126,9 +126,12 @@ def _read_instances(path: Path | str) -> tuple[dict[int, Mapping[str, Any]], dic
     if not isinstance(data.get("annotations"), list):
         raise DatasetError(f"{path}: a COCO instances file needs an 'images' list and an 'annotations' list")
     try:
-        images = {get_int(as_mapping(im), "id"): im for im in data["images"]}
+        images = {get_int(as_mapping(im), "id", maximum=None): im for im in data["images"]}
         boxes = {
-            get_int(as_mapping(a), "id"): (get_int(a, "image_id"), get_value(a, "bbox"))
+            get_int(as_mapping(a), "id", maximum=None): (
+                get_int(a, "image_id", maximum=None),
+                get_value(a, "bbox"),
+            )
             for a in data["annotations"]
         }
     except MalformedEntry as err:
@@ -148,7 +151,7 @@ def _parse_ref(
     ref_split = get_str(ref, "split")
     if split is not None and ref_split != split:
         return []
-    ann_id, image_id = get_int(ref, "ann_id"), get_int(ref, "image_id")
+    ann_id, image_id = get_int(ref, "ann_id", maximum=None), get_int(ref, "image_id", maximum=None)
     if ann_id not in boxes:
         raise MalformedEntry(f"ann_id {ann_id} is not in the instances file")
     ann_image, raw_box = boxes[ann_id]

@@ -314,6 +314,8 @@ class TrainConfig:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
         except OSError as err:
             raise TrainConfigError(f"{p}: cannot read the config ({err.strerror})") from None
+        except UnicodeDecodeError as err:
+            raise TrainConfigError(f"{p}: not UTF-8 text (byte {err.start})") from None
         except yaml.YAMLError as err:
             raise TrainConfigError(f"{p}: not valid YAML ({' '.join(str(err).split())})") from None
         return cls.from_dict(data if data is not None else {}, where=str(p))
@@ -327,6 +329,41 @@ class TrainConfig:
 
 _FLOAT_FIELDS = {"lr", "new_parts_lr", "weight_decay", "adam_eps", "warmup_ratio", "max_grad_norm"}
 _FLOAT_FIELDS |= {"ratio", "alpha", "dropout"}
+_INT_FIELDS = {"batch_size", "grad_accum", "epochs", "seed", "log_every", "num_workers", "r"}
+_INT_FIELDS |= {"max_steps", "save_every", "keep_checkpoints", "num_frames", "epoch_length"}
+_BOOL_FIELDS = {"gradient_checkpointing", "find_unused_parameters", "cpu", "freeze_vision_tower"}
+_BOOL_FIELDS |= {"train_projector"}
+_STR_FIELDS = {"base_model", "output_dir", "mixed_precision", "dtype", "path", "name"}
+
+
+def _check_types(values: Mapping[str, Any], where: str) -> None:
+    """One line naming the key whose value has the wrong type (``batch_size: 1.5``, ``cpu: "no"``).
+
+    ``None`` passes here: required fields and ranges are :meth:`TrainConfig.__post_init__`'s.
+    """
+
+    def fail(name: str, wanted: str) -> None:
+        raise TrainConfigError(f"{where}: {name} must be {wanted}, got {values[name]!r}")
+
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in _INT_FIELDS and (isinstance(value, bool) or not isinstance(value, int)):
+            fail(name, "a whole number")
+        if name in _FLOAT_FIELDS and (isinstance(value, bool) or not isinstance(value, int | float)):
+            fail(name, "a number")
+        if name in _BOOL_FIELDS and not isinstance(value, bool):
+            fail(name, "true or false")
+        if name in _STR_FIELDS and not isinstance(value, str):
+            fail(name, "a string")
+        if name == "adam_betas" and (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in value)
+        ):
+            fail(name, "two numbers [beta1, beta2]")
+        if name == "resume" and not isinstance(value, bool | str):
+            fail(name, "true, false or a checkpoint path")
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -340,6 +377,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
                 values[name] = float(values[name])
             except ValueError:
                 raise TrainConfigError(f"{where}: {name} must be a number, got {values[name]!r}") from None
+    _check_types(values, where)
     try:
         return cls(**values)
     except TrainConfigError as err:
@@ -923,6 +961,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainSummary:
 
     started = time.perf_counter()
     out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise TrainConfigError(f"output_dir {out} is a file, not a folder")
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     world = accelerator.num_processes

@@ -177,12 +177,23 @@ def test_yaml_round_trip_and_one_line_errors(tmp_path: Path) -> None:
         "model: {head_layers: 0}": "head_layers must be at least 1",
         "batch_size: 0": "batch_size must be >= 1",
         "lr: fast": "lr must be a number",
+        # Each names its key, and none is accepted in silence.
+        "batch_size: 1.5": "batch_size must be a whole number, got 1.5",
+        "batch_size: true": "batch_size must be a whole number, got True",
+        "max_steps: 1.5": "max_steps must be a whole number, got 1.5",
+        "cpu: 'no'": "cpu must be true or false, got 'no'",
+        "adam_betas: [a, b]": r"adam_betas must be two numbers \[beta1, beta2\], got \['a', 'b'\]",
+        "adam_betas: [0.9]": r"adam_betas must be two numbers",
+        "lora: {r: big}": "lora: r must be a whole number, got 'big'",
     }
     for line, message in bad.items():
         path.write_text(f"base_model: b\noutput_dir: o\ndata: [d.jsonl]\n{line}\n")
         with pytest.raises(TrainConfigError, match=message) as err:
             TrainConfig.from_yaml(path)
         assert "\n" not in str(err.value)
+    path.write_bytes("base_model: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(TrainConfigError, match="not UTF-8 text"):
+        TrainConfig.from_yaml(path)
 
 
 # ------------------------------------------------------------------------------------ training
@@ -428,3 +439,12 @@ def test_two_gloo_processes_match_one_process_with_accumulation(
         for key, value in load_file(str(final_two / name)).items():
             torch.testing.assert_close(value, want[key], rtol=1e-5, atol=1e-6)
     assert json.loads((final_two / "recipe.json").read_text())["world_size"] == 2
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(
+    svl_base_dir: Path, toy_data: dict[str, Path], tmp_path: Path
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    with pytest.raises(TrainConfigError, match="is a file, not a folder"):
+        train(_config(svl_base_dir, toy_data["all"], taken), progress=False)

@@ -1015,20 +1015,45 @@ def pilot(
 @click.option(
     "--task", type=click.Choice(["stvg", "vtg", "rec"]), default=None, help="Default: from the data."
 )
+@click.option(
+    "--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+    help="VidOR annotation folder (raw VidSTG annotations).",
+)  # fmt: skip
+@click.option(
+    "--check-videos/--no-check-videos",
+    default=True,
+    show_default=True,
+    help="Open every video and leave out the records whose video is unreadable or too short.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file.")
 def convert_(
-    dataset: str, gt_path: Path, videos: Path | None, refs: Path | None, task: str | None, out: Path
+    dataset: str,
+    gt_path: Path,
+    videos: Path | None,
+    refs: Path | None,
+    task: str | None,
+    vidor_dir: Path | None,
+    check_videos: bool,
+    out: Path,
 ) -> None:
     """Convert a dataset to the SpaceVLLM training format (one JSON record per line)."""
-    from spacevllm.data import convert
+    from spacevllm.data import RecordWarning, convert
 
     kw: dict[str, object] = {}
     if videos is not None:
         kw["image_root" if dataset.startswith("refcoco") else "video_root"] = videos
     if refs is not None:
         kw["refs"] = refs
-    records = convert(dataset, gt_path, out, task=task, **kw)
-    click.echo(f"wrote {len(records)} records to {out}")
+    if vidor_dir is not None:
+        kw["vidor_dir"] = vidor_dir
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecordWarning)
+        records = convert(dataset, gt_path, out, task=task, check_videos=check_videos, **kw)
+    for caught_warning in caught:  # every warning still reaches the user, one line each
+        click.echo(f"stvg: warning: {_redact(str(caught_warning.message))}", err=True)
+    left_out = [w for w in caught if issubclass(w.category, RecordWarning) and "left out" in str(w.message)]
+    dropped = f"; left out {len(left_out)} whose video is unreadable or too short" if left_out else ""
+    click.echo(f"wrote {len(records)} records to {out}{dropped}")
 
 
 @cli.command()

@@ -28,11 +28,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from spacevllm.prompt import VIDEO_TASKS, answer_text, build_instruction, snap_span
 from spacevllm.queries import IGNORE_INDEX, InterleavedPrompt, QueryAdapter
 from zsgrounding.boxes import xyxy_to_cxcywh_norm
+from zsgrounding.errors import STVGError, VideoError
 from zsgrounding.types import Clip
 from zsgrounding.video import probe, sample_uniform
 
@@ -110,6 +111,9 @@ class SpaceVLLMBatch:
         prompt_lengths: ``(B,)`` long, tokens before the answer.
         tasks, ids: per row.
         answers: per row the answer text (``None`` when there is none).
+        skipped: ``(id, reason)`` of the records whose media could not be read; each row of
+            theirs holds another record of the batch instead (a collator with
+            ``skip_unreadable``).
     """
 
     input_ids: torch.Tensor
@@ -130,6 +134,7 @@ class SpaceVLLMBatch:
     tasks: list[str]
     ids: list[str]
     answers: list[str | None]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def batch_size(self) -> int:
@@ -197,6 +202,9 @@ class SpaceVLLMCollator:
         templates: task -> instruction template (default :data:`spacevllm.prompt.TASK_INSTRUCTIONS`).
         with_answers: append the answer (training); ``False`` for inference prompts.
         pad_id: the padding id; ``None``: the tokenizer's pad id, else its stop id.
+        skip_unreadable: a record whose video or image cannot be read is replaced by another
+            record of the same batch (the batch keeps its size, so every process keeps its step
+            count) and reported in ``batch.skipped``; without it the error is raised.
     """
 
     def __init__(
@@ -207,7 +215,9 @@ class SpaceVLLMCollator:
         templates: dict[str, str] | None = None,
         with_answers: bool = True,
         pad_id: int | None = None,
+        skip_unreadable: bool = False,
     ) -> None:
+        self.skip_unreadable = skip_unreadable
         self.adapter = adapter
         self.num_frames = num_frames
         self.decimals = int(decimals)
@@ -271,7 +281,8 @@ class SpaceVLLMCollator:
         return float(clip.duration)
 
     def __call__(self, items: Sequence[tuple[RecordLike, Clip] | RecordLike]) -> SpaceVLLMBatch:
-        pairs = []
+        pairs: list[tuple[RecordLike, Clip] | None] = []
+        skipped: list[tuple[str, str]] = []
         for item in items:
             if isinstance(item, tuple):
                 pairs.append(item)
@@ -280,8 +291,21 @@ class SpaceVLLMCollator:
                     "bare records need a collator with num_frames (or give (record, clip) pairs)"
                 )
             else:
-                pairs.append((item, load_clip(item, self.num_frames)))
-        return self.pad([self.encode(record, clip) for record, clip in pairs])
+                try:
+                    pairs.append((item, load_clip(item, self.num_frames)))
+                except (STVGError, OSError, UnidentifiedImageError) as err:
+                    if not self.skip_unreadable:
+                        raise
+                    skipped.append((str(item.id), " ".join(str(err).split())))
+                    pairs.append(None)
+        good = [p for p in pairs if p is not None]
+        if not good:
+            raise VideoError(f"no record of a batch could be read ({skipped[0][0]}: {skipped[0][1]})")
+        # A skipped record's row holds the batch's next readable record (a fixed, seeded choice).
+        filled = [p if p is not None else good[i % len(good)] for i, p in enumerate(pairs)]
+        batch = self.pad([self.encode(record, clip) for record, clip in filled])
+        batch.skipped = skipped
+        return batch
 
     def pad(self, encoded: Sequence[EncodedItem]) -> SpaceVLLMBatch:
         """Pad encoded items into one batch."""

@@ -44,7 +44,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from zsgrounding.datasets import RefExpr, load_dataset, load_refcoco
-from zsgrounding.errors import DatasetError
+from zsgrounding.errors import DatasetError, STVGError
 from zsgrounding.types import GroundTruth, Sample, Tube
 from zsgrounding.video import probe
 
@@ -448,6 +448,26 @@ def records_from_samples(
     return out
 
 
+def unreadable_media(records: Sequence[Record], min_frames: int = 2) -> list[tuple[str, str]]:
+    """``(id, reason)`` of the records whose video cannot be decoded or has fewer than
+    ``min_frames`` frames (a training run would meet them as errors). Images are not checked."""
+    found: list[tuple[str, str]] = []
+    seen: dict[Path, str | None] = {}
+    for record in records:
+        if record.task == "rec":
+            continue
+        path = Path(record.media)
+        if path not in seen:
+            try:
+                count = probe(path).num_frames
+                seen[path] = None if count >= min_frames else f"only {count} frame(s)"
+            except (STVGError, OSError) as err:
+                seen[path] = " ".join(str(err).split())
+        if seen[path] is not None:
+            found.append((record.id, str(seen[path])))
+    return found
+
+
 def convert(
     dataset_name: str,
     path: Path | str,
@@ -456,6 +476,7 @@ def convert(
     task: str | None = None,
     probe_videos: bool = False,
     skip_invalid: bool = False,
+    check_videos: bool = False,
     **loader_kw: Any,
 ) -> list[Record]:
     """Load a dataset with the core loaders, convert it (:func:`records_from_samples`), write JSONL.
@@ -468,6 +489,9 @@ def convert(
         path: the annotation file (or toy folder).
         out_jsonl: where the records go.
         task, probe_videos, skip_invalid: see :func:`records_from_samples`.
+        check_videos: decode every record's video header (:func:`unreadable_media`) and leave
+            out the records whose video is unreadable or too short, each with a
+            :class:`RecordWarning`.
         **loader_kw: passed to the loader (``video_root``, ``vidor_dir``, ``skip_malformed``, ...).
 
     Media paths under a given ``video_root`` / ``image_root`` (or the toy folder) are made absolute
@@ -495,6 +519,11 @@ def convert(
                 # The loader's evaluation segment is (0, img_num - 1): img_num comes back from it.
                 sample.meta.setdefault("num_frames", sample.gt.segment[1] + 1)
     records = records_from_samples(samples, task, probe_videos=probe_videos, skip_invalid=skip_invalid)
+    if check_videos:
+        dropped = dict(unreadable_media(records))
+        for record_id, reason in dropped.items():
+            warnings.warn(f"record {record_id!r} left out: {reason}", RecordWarning, stacklevel=2)
+        records = [r for r in records if r.id not in dropped]
     write_records(out_jsonl, records)
     return records
 

@@ -171,14 +171,15 @@ class SpaceVLLM(nn.Module):
     def device(self) -> torch.device:
         return self.base.get_input_embeddings().weight.device
 
-    def collator(self, with_answers: bool = True) -> SpaceVLLMCollator:
+    def collator(self, with_answers: bool = True, skip_unreadable: bool = False) -> SpaceVLLMCollator:
         """The collator matching this model's tokenizer, layout and time format; bare records are
-        sampled at ``config.num_frames`` frames."""
+        sampled at ``config.num_frames`` frames (``skip_unreadable``: see the collator)."""
         return SpaceVLLMCollator(
             self.adapter,
             num_frames=self.config.num_frames,
             decimals=self.config.time_decimals,
             with_answers=with_answers,
+            skip_unreadable=skip_unreadable,
         )
 
     def embed(self, batch: SpaceVLLMBatch) -> torch.Tensor:

@@ -1004,7 +1004,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainSummary:
     parts = select_trainable(model, config)
     if config.gradient_checkpointing:
         enable_checkpointing(model.base)
-    collate = model.collator(with_answers=True)
+    # An unreadable video met hours into a run is reported and replaced, not fatal.
+    collate = model.collator(with_answers=True, skip_unreadable=True)
     model.train()
     if not any(p.requires_grad for p in model.base.model.vision_tower.parameters()):
         model.base.model.vision_tower.eval()  # a frozen tower also keeps its inference behaviour
@@ -1033,9 +1034,15 @@ def train(config: TrainConfig, progress: bool = True) -> TrainSummary:
     step_started = time.perf_counter()
     epoch = micro // micro_per_epoch
     batches = _epoch_batches(dataset, collate, config, accelerator, micro, micro_per_epoch)
+    skipped_records, warned = 0, set()
     try:
         while step < total:
             epoch, batch = next(batches)
+            for record_id, reason in batch.skipped:
+                skipped_records += 1
+                if main and record_id not in warned:
+                    warned.add(record_id)
+                    warnings.warn(f"skipping unreadable record {record_id}: {reason}", stacklevel=2)
             last_micro = (micro + 1) % config.grad_accum == 0
             sync = nullcontext() if last_micro else accelerator.no_sync(wrapped)
             with sync:
@@ -1064,6 +1071,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainSummary:
                 record.update(lrs)
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
+                if skipped_records:
+                    record["skipped_records"] = skipped_records  # this process's, since the start
                 record["step_seconds"] = round(now - step_started, 4)
                 record["seconds"] = round(seconds_before + now - started, 3)  # over resumes
                 log.write(record)

@@ -99,6 +99,28 @@ def test_convert_writes_records_the_reader_accepts(run_cli, toy_dir: Path, tmp_p
     assert {r.id for r in records} == {s.id for s in load_dataset("toy", toy_dir)}
 
 
+def test_convert_leaves_out_an_unreadable_video_and_says_so(run_cli, toy_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from spacevllm.data import read_records
+
+    copy = tmp_path / "toy"
+    shutil.copytree(toy_dir, copy)
+    broken = sorted((copy / "videos").iterdir())[0]
+    broken.write_bytes(b"not a video at all")
+    out = tmp_path / "toy.jsonl"
+    code, stdout, stderr = run_cli(["convert", "--dataset", "toy", "--gt", str(copy), "--out", str(out)])
+    assert code == 0, stderr
+    assert stdout.strip() == f"wrote 1 records to {out}; left out 1 whose video is unreadable or too short"
+    assert broken.name in stderr and "left out" in stderr and stderr.count("\n") == 1
+    assert len(read_records(out)) == 1
+    # Unchecked, the record stays (and a training run would skip it, warned).
+    code, stdout, _ = run_cli(
+        ["convert", "--dataset", "toy", "--gt", str(copy), "--out", str(out), "--no-check-videos"]
+    )
+    assert code == 0 and stdout.strip() == f"wrote 2 records to {out}"
+
+
 def test_synth_reports_every_stage(run_cli, toy_dir: Path, tmp_path: Path) -> None:
     from tiny_proposals import save_tiny_detector
 

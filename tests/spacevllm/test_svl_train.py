@@ -448,3 +448,28 @@ def test_an_output_dir_that_is_a_file_is_one_line(
     taken.write_text("not a folder")
     with pytest.raises(TrainConfigError, match="is a file, not a folder"):
         train(_config(svl_base_dir, toy_data["all"], taken), progress=False)
+
+
+def test_an_unreadable_video_is_skipped_and_counted(
+    svl_base_dir: Path, toy_data: dict[str, Path], tmp_path: Path
+) -> None:
+    import dataclasses
+    import warnings
+
+    from spacevllm.data import read_records
+
+    records = read_records(toy_data["all"])
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video at all")
+    broken = [dataclasses.replace(records[0], media=str(corrupt)), *records[1:]]
+    data = write_records(tmp_path / "broken.jsonl", broken)
+    config = _config(svl_base_dir, data, tmp_path / "run", max_steps=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train(config, progress=False)
+    assert summary.steps == 4  # the run went on to the end
+    said = [str(w.message) for w in caught if "skipping unreadable record" in str(w.message)]
+    assert len(said) == 1 and records[0].id in said[0] and "corrupt.mp4" in said[0]
+    log = _log(summary.log_path)
+    # 4 records, batches of 2, 4 steps: two epochs, so the broken record came up twice.
+    assert log[-1]["skipped_records"] == 2

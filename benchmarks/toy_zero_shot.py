@@ -20,14 +20,14 @@ Without ``--tune`` the window and LRA settings come from ``--layers``, ``--lra-s
 ``--lra-steps`` (defaults: :class:`ZeroShotConfig`'s).
 
 Held-out rows, one resumable run folder each (``<out>/runs/<split>/<row>-<settings hash>``; a
-killed run continues where it stopped): seed 003's Table 2 (mean of special tokens, + GTI,
+killed run continues where it stopped): the zero-shot paper's Table 2 (mean of special tokens, + GTI,
 + spatial prompt, + temporal prompt, + both prompts, + TAS = full method), then two rows derived
 exactly from the full method's stored results: a uniformly random track (fixed seed) and the
 ground-truth ("oracle") track, each with the span the full method's temporal step gives that
 track. Then diagnostics: pointing accuracy beside the any-object rate, the question-swap test
 and the pilot study's hit-ratio table of the special tokens.
 
-Frames: 12 per clip by default, not seed 003's 20, to keep the default run under ~25 minutes
+Frames: 12 per clip by default, not the paper's 20, to keep the default run under ~25 minutes
 on a shared 2-core CPU (see ``DEFAULT_FRAMES``); ``--num-frames 20`` runs the paper's setting.
 
 Writes ``<out>/toy_zero_shot.md`` and ``<out>/toy_zero_shot.json`` and prints the markdown.
@@ -756,7 +756,7 @@ def render_markdown(
     """The report: settings, sweep, rows, diagnostics."""
     s = result["settings"]
     lines = [
-        "# Training-free grounding (seed 003) on the toy world",
+        "# Training-free grounding on the toy world",
         "",
         f"- model: `{result['model']}` ({result['model_name']}); {s['num_layers']} LM layers, "
         f"{s['grid'][0]}x{s['grid'][1]} visual tokens per frame, {s['num_frames']} frames per clip",
@@ -785,7 +785,7 @@ def render_markdown(
             "",
         ]
     lines += [
-        f"## Held-out split: seed 003 Table 2 rows ({s['heldout_n']} clips; percent)",
+        f"## Held-out split: the paper's Table 2 rows ({s['heldout_n']} clips; percent)",
         "",
         _rows_markdown(rows),
         "",

@@ -1,4 +1,4 @@
-"""Grounding with a SpaceVLLM model (seed 000, sec. 3.1.5), through the shared tube scorer.
+"""Grounding with a SpaceVLLM model (*SpaceVLLM*, arXiv 2503.13983, sec. 3.1.5), through the shared tube scorer.
 
 ``SpaceVLLMGrounder(model).ground(video, query)``:
 

@@ -1,4 +1,4 @@
-"""SpaceVLLM's training objective (seed 000, eq. 5-6).
+"""SpaceVLLM's training objective (*SpaceVLLM*, arXiv 2503.13983, eq. 5-6).
 
 ``total = time_w * L_time + space_w * (l1_w * L_L1 + giou_w * L_GIoU)``:
 

@@ -1,6 +1,6 @@
 """Task instructions, time answers and their tolerant parser.
 
-Time instruction (seed 000, sec. 3.1.2): the prompt states the video's length and the time of
+Time instruction (*SpaceVLLM*, arXiv 2503.13983, sec. 3.1.2): the prompt states the video's length and the time of
 every sampled frame, so the language model can answer in seconds that refer to frames it saw.
 The GT boundaries are snapped to sampled frame times (:func:`snap_span`): the answer names the
 first and the last sampled frame inside the span, so a perfect answer is always expressible.

@@ -1,4 +1,4 @@
-"""Uni-STG synthesis: STVG records from (video, caption) pairs (seed 000, section 3.2.1).
+"""Uni-STG synthesis: STVG records from (video, caption) pairs (*SpaceVLLM*, arXiv 2503.13983, section 3.2.1).
 
 Four stages per pair, each free to drop it (the :class:`SynthReport` counts who dropped what):
 

@@ -38,7 +38,7 @@ from zsgrounding.types import GroundingResult, Sample, Tube
 from zsgrounding.video import probe, read_frames
 from zsgrounding.viz import annotate_frames, write_annotated
 
-NUM_FRAMES = 20  # frames the MLLM sees per clip (seed 003's setting)
+NUM_FRAMES = 20  # frames the MLLM sees per clip (the zero-shot paper's setting)
 ZERO_SHOT, SPACEVLLM = "zero-shot", "SpaceVLLM"
 
 

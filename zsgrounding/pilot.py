@@ -1,4 +1,5 @@
-"""Pilot-study tools of seed 003 (sec. 3.2, eq. 1, Fig. 2; sec. 3.4, eq. 5).
+"""Pilot-study tools of *Unleashing the Potential of Multimodal LLMs for Zero-Shot
+Spatio-Temporal Video Grounding* (sec. 3.2, eq. 1, Fig. 2; sec. 3.4, eq. 5).
 
 - :func:`attention_ratio` (eq. 1): max attention inside the ground-truth box over max outside.
   Maps live on the visual token grid, so the box becomes a region of grid cells through
@@ -17,7 +18,7 @@
   highest attention ratio (the "superior" token).
 - :func:`activation_rank_accuracy` (Fig. 2b): rank the special tokens of each sample by their
   max visual attention; per rank, the share of samples where that token's map picks a right
-  proposal (the proposal with the highest max attention inside it, scored as seed-003 eq. 2).
+  proposal (the proposal with the highest max attention inside it, scored as the paper's eq. 2).
 - :func:`temporal_consistency` (eq. 5): agreement of the spatial map of the original frame order
   with the map of the reversed order flipped back. The seed's text lost the formula; see the
   function for the form implemented.
@@ -213,7 +214,7 @@ def proposal_choices(
 ) -> np.ndarray:
     """The proposal each token's map picks: maps ``(S, T, h, w)``, proposals ``(P, T, 4)`` -> ``(S,)``.
 
-    A proposal's score is the max of the map inside its boxes over the frames (seed-003 eq. 2,
+    A proposal's score is the max of the map inside its boxes over the frames (the paper's eq. 2,
     :func:`zsgrounding.tubes.score_tracks`); the pick is the argmax (ties: first proposal).
     NaN boxes mark frames a proposal is absent from.
     """

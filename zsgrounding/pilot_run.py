@@ -1,4 +1,4 @@
-"""Run seed 003's pilot study with a model over an annotated dataset.
+"""Run the zero-shot paper's pilot study with a model over an annotated dataset.
 
 For every sample the clip is sampled as for grounding, the model is asked the interrogative
 form of the full query, and the attention of every special token after the question is captured

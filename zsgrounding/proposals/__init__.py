@@ -5,7 +5,7 @@
 - :mod:`~zsgrounding.proposals.tracker`: IoU + Hungarian linking of detections, no second model.
 - :mod:`~zsgrounding.proposals.extract`: detector + tracker on one clip.
 - :mod:`~zsgrounding.proposals.store`: one JSON track file per video (masks as COCO RLE).
-- :mod:`~zsgrounding.proposals.reference`: importer of seed 003's released proposal files.
+- :mod:`~zsgrounding.proposals.reference`: importer of the zero-shot paper's released proposal files.
 - :mod:`~zsgrounding.proposals.source`: where a grounder's tracks come from.
 
 Model code is imported on use, so reading stored tracks never loads transformers' detectors.

@@ -1,4 +1,6 @@
-"""Importer for the object proposals released with the seed-003 reference code.
+"""Importer for the object proposals released with the zero-shot paper's reference code.
+
+(The stored settings key below keeps its old text: track stores made earlier match on it.)
 
 One JSON file per video, named after the video without its extension (the reference opens
 ``video_name.split('.')[0] + '.json'``)::

@@ -187,3 +187,17 @@ def test_console_script_runs_as_a_process(tmp_path):
     )
     assert proc.returncode == 2
     assert "x.mp4" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_score_warns_once_about_boxes_outside_the_span(tmp_path, run_cli):
+    gt = hcstvg_v1(tmp_path)
+    pred = tmp_path / "pred.json"
+    outside = dense_pred(10, 20)
+    outside["boxes"]["25"] = [0, 0, 10, 10]  # not scored: the tube claims frames 10..19 only
+    pred.write_text(json.dumps({"a.mp4": outside, "b.mp4": dense_pred(0, 10), "c.mp4": dense_pred(50, 60)}))
+    argv = ["score", "--dataset", "hcstvg-v1", "--gt", str(gt), "--pred", str(pred), "--frames", "all"]
+    code, out, err = run_cli([*argv, "--json"])
+    assert code == 0, err
+    assert json.loads(out)["m_vIoU"] == pytest.approx(100.0)
+    lines = [line for line in err.splitlines() if "outside" in line]
+    assert len(lines) == 1 and "'a.mp4', frame 25" in lines[0] and "Traceback" not in err

@@ -77,3 +77,23 @@ def test_unreadable_files_are_one_line(tmp_path):
 def test_duplicate_frames_rejected():
     with pytest.raises(ValueError, match="appears twice"):
         Tube(0, 3, np.array([1, 1]), np.zeros((2, 4)))
+
+
+def test_boxes_outside_the_span_warn_once_and_load(tmp_path):
+    path = tmp_path / "p.json"
+    # a real predictor may write a box on every sampled frame; only the span's boxes are scored
+    path.write_text(
+        json.dumps(
+            {
+                "a": {"start": 2, "end": 4, "boxes": {"1": [0, 0, 1, 1], "3": [0, 0, 1, 1]}},
+                "b": {"start": 0, "end": 2, "boxes": {"5": [0, 0, 1, 1]}},
+                "c": {"start": 0, "end": 2, "boxes": {"1": [0, 0, 1, 1]}},
+            }
+        )
+    )
+    with pytest.warns(UserWarning) as caught:
+        tubes = load_predictions(path)
+    assert len(caught) == 1
+    assert "2 prediction(s) have boxes outside" in str(caught[0].message)
+    assert "first: 'a', frame 1" in str(caught[0].message)
+    assert tubes["a"].frame_ids.tolist() == [1, 3]

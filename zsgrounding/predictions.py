@@ -10,9 +10,12 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from zsgrounding.errors import PredictionError
 from zsgrounding.types import MAX_FRAME, Tube
@@ -87,7 +90,26 @@ def load_predictions(path: str | os.PathLike[str]) -> dict[str, Tube]:
         raise PredictionError(f"{path} is nested too deeply to be a prediction file") from None
     if not isinstance(data, dict):
         raise PredictionError(f"{path}: expected an object keyed by sample id, got {type(data).__name__}")
-    return {str(k): tube_from_json(str(k), v) for k, v in data.items()}
+    tubes = {str(k): tube_from_json(str(k), v) for k, v in data.items()}
+    _warn_outside_span(path, tubes)
+    return tubes
+
+
+def _warn_outside_span(path: Path, tubes: Mapping[str, Tube]) -> None:
+    """One warning when boxes lie outside their tube's span: a real predictor may write them
+    (boxes on every sampled frame), but the evaluator scores only the span's boxes."""
+    outside = [
+        (sample_id, int(t.frame_ids[(t.frame_ids < t.start) | (t.frame_ids >= t.end)][0]))
+        for sample_id, t in tubes.items()
+        if np.any((t.frame_ids < t.start) | (t.frame_ids >= t.end))
+    ]
+    if outside:
+        sample_id, frame = outside[0]
+        warnings.warn(
+            f"{path}: {len(outside)} prediction(s) have boxes outside their [start, end) span"
+            f" (first: {sample_id!r}, frame {frame}); those boxes are not scored",
+            stacklevel=2,
+        )
 
 
 def save_predictions(predictions: Mapping[str, Tube], path: str | os.PathLike[str]) -> Path:

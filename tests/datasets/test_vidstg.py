@@ -304,3 +304,19 @@ def test_preprocessed_malformed_named_by_video_id(tmp_path):
     with pytest.warns(MalformedEntryWarning, match="'3'"):
         samples = load_vidstg(path, skip_malformed=True, report=report)
     assert [s.id for s in samples] == ["0", "1", "2"] and report.skipped_ids == ["3"]
+
+
+@pytest.mark.parametrize("video_id", [True, None, 1.5, [3]])
+def test_preprocessed_video_id_must_be_an_id(tmp_path, video_id):
+    data = _preprocessed(RECORDS, {VID_A: _vidor_a(), VID_B: _vidor_b()})
+    if video_id is None:
+        del data["videos"][1]["video_id"]
+    else:
+        data["videos"][1]["video_id"] = video_id
+    path = _write(tmp_path / "test.json", data)
+    with pytest.raises(DatasetError, match=r"'#1'.*'video_id' must be an integer or a string"):
+        load_vidstg(path)
+    report = LoadReport()
+    with pytest.warns(MalformedEntryWarning, match="'#1'"):
+        samples = load_vidstg(path, skip_malformed=True, report=report)
+    assert [s.id for s in samples] == ["0", "2", "3"] and report.skipped_ids == ["#1"]

@@ -121,6 +121,67 @@ def test_convert_leaves_out_an_unreadable_video_and_says_so(run_cli, toy_dir: Pa
     assert code == 0 and stdout.strip() == f"wrote 2 records to {out}"
 
 
+def test_convert_raw_vidstg_with_the_vidor_folder(run_cli, tmp_path: Path) -> None:
+    """Raw VidSTG (a list of records) needs --vidor-dir; each sentence becomes one checked record."""
+    import numpy as np
+
+    from spacevllm.data import read_records
+    from zsgrounding.video import write_video
+
+    record = {
+        "vid": "2401075277",
+        "fps": 10.0,
+        "frame_count": 20,
+        "width": 32,
+        "height": 24,
+        "subject/objects": [{"tid": 0, "category": "dog"}],
+        "used_segment": {"begin_fid": 0, "end_fid": 20},
+        "temporal_gt": {"begin_fid": 5, "end_fid": 15},
+        "captions": [{"description": "a dog runs.", "type": "subject", "target_id": 0}],
+        "questions": [{"description": "what runs?", "type": "subject", "target_id": 0}],
+    }
+    ann = tmp_path / "test_annotations.json"
+    ann.write_text(json.dumps([record]))
+    box = {"xmin": 2, "ymin": 3, "xmax": 12, "ymax": 13}
+    vidor = tmp_path / "vidor" / "0000"
+    vidor.mkdir(parents=True)
+    (vidor / "2401075277.json").write_text(
+        json.dumps(
+            {
+                "video_id": "2401075277",
+                "video_path": "0000/2401075277.mp4",
+                "trajectories": [[{"tid": 0, "bbox": box}] for _ in range(20)],
+            }
+        )
+    )
+    videos = tmp_path / "videos" / "0000"
+    videos.mkdir(parents=True)
+    write_video(videos / "2401075277.mp4", np.zeros((20, 24, 32, 3), dtype=np.uint8), fps=10.0)
+    out = tmp_path / "vidstg.jsonl"
+    argv = [
+        "convert",
+        "--dataset",
+        "vidstg",
+        "--gt",
+        str(ann),
+        "--videos",
+        str(tmp_path / "videos"),
+        "--out",
+        str(out),
+    ]
+    code, _, stderr = run_cli(argv)
+    assert code == 2 and "vidor_dir" in stderr and stderr.count("\n") == 1
+    code, stdout, stderr = run_cli([*argv, "--vidor-dir", str(tmp_path / "vidor")])
+    assert code == 0, stderr
+    assert stdout.strip() == f"wrote 2 records to {out}"
+    records = read_records(out)
+    assert sorted(r.id for r in records) == ["2401075277_0_20_d0", "2401075277_0_20_q0"]
+    assert all(Path(r.media) == videos / "2401075277.mp4" for r in records)
+    first = records[0]
+    assert first.span == pytest.approx((0.5, 1.5)) and sorted(first.boxes) == list(range(5, 15))
+    assert first.boxes[5] == [2.0, 3.0, 12.0, 13.0] and first.query in ("a dog runs.", "what runs?")
+
+
 def test_synth_reports_every_stage(run_cli, toy_dir: Path, tmp_path: Path) -> None:
     from tiny_proposals import save_tiny_detector
 

@@ -345,9 +345,11 @@ def _load_preprocessed(
     seen: set[str] = set()
     for n, raw in enumerate(videos):
         video_id = raw.get("video_id") if isinstance(raw, Mapping) else None
-        sample_id = (
-            str(video_id) if isinstance(video_id, int | str) and not isinstance(video_id, bool) else f"#{n}"
-        )
+        if not isinstance(video_id, int | str) or isinstance(video_id, bool):
+            # the sentence's id in every prediction file: without a usable one it cannot be scored
+            policy.reject(f"#{n}", f"'video_id' must be an integer or a string, got {video_id!r}")
+            continue
+        sample_id = str(video_id)
         if sample_id in seen:
             policy.reject(sample_id, "a second sentence with the same video_id")
             continue

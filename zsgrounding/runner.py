@@ -20,9 +20,10 @@ video then scores), a retried sample's new line supersedes the old one, and a su
 always wins over an error line for the same id.
 
 Guards: ``run.json`` records the grounder's settings and the samples' fingerprints, and a resume
-with other settings or changed samples is refused unless ``force_resume``, when it has samples
-left to ground (:mod:`zsgrounding.runfolder`); a second process of the same rank into the same folder is
-refused while the first runs.
+with other settings or changed samples is refused unless ``force_resume``, also when nothing is
+left to ground (the finished results would stand for settings they were not made with)
+(:mod:`zsgrounding.runfolder`); a second process of the same rank into the same folder is refused
+while the first runs.
 
 Sharding: under ``torch.distributed`` (an initialised process group, or ``RANK`` / ``WORLD_SIZE``
 set by torchrun, in which case a gloo group is created here and destroyed at the end), rank
@@ -488,9 +489,7 @@ def run_dataset(samples: Iterable[Sample], grounder: Grounder, config: RunConfig
             shard = samples[ranks.rank :: ranks.world]
             done = load_results(out) if config.resume else {}
             todo = [s for s in shard if s.id not in done or (config.retry_errors and is_error(done[s.id]))]
-            if todo or not config.resume:  # a finished run read again mixes nothing
-                record = run_record(grounder, samples)
-                check_run(out, record, config.resume, config.force_resume, ranks.rank == 0)
+            check_run(out, run_record(grounder, samples), config.resume, config.force_resume, ranks.rank == 0)
             summary = RunSummary(
                 done=0,
                 skipped=len(shard) - len(todo),

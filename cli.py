@@ -513,8 +513,10 @@ def _load_stvg(
     default=None,
     help="A toy-world folder the video comes from: its object tracks are the proposals.",
 )
-def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, **opts) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bars (transformers' included).")
+def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, quiet: bool, **opts) -> None:
     """Ground QUERY in VIDEO: writes the result JSON, an annotated video and plots into OUT."""
+    del quiet  # read by main(): the only bars here are transformers' own
     from zsgrounding.runner import grounder_settings, result_record
     from zsgrounding.video import probe
     from zsgrounding.viz import render_result

@@ -163,6 +163,12 @@ def test_a_resume_with_other_settings_is_refused_unless_forced(
     code, stdout, stderr = run_cli([*base, "--num-frames", "4", *fast, "--force-resume"])
     assert code == 0 and "settings.num_frames changed (forced)" in stderr
     assert "done 1, skipped (already done) 2, failed 0" in stdout
+    # A finished run read again with other settings is refused too: its table would stand for
+    # settings it was not made with.
+    finished = (out / "metrics.json").read_bytes()
+    code, stdout, stderr = run_cli([*base, "--num-frames", "5", *fast])
+    assert code == 2 and stdout == "" and "settings.num_frames" in stderr and stderr.count("\n") == 1
+    assert (out / "metrics.json").read_bytes() == finished
 
 
 def test_a_second_process_into_the_same_folder_is_refused(
@@ -223,6 +229,22 @@ def test_quiet_hides_transformers_progress_bars(
     args = ["eval", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), *FAST]
     code, _, stderr = run_cli([*args, "--out", str(out), "--max-samples", "1", "--quiet"])
     assert code == 0 and "Loading weights" not in stderr and "%|" not in stderr, stderr
+    video = sorted((toy_dir / "videos").iterdir())[0]
+    ground = ["ground", str(video), "the red circle", "--model", str(model_dir), "--toy-dir", str(toy_dir)]
+    code, _, stderr = run_cli([*ground, *FAST, "--out", str(tmp_path / "g"), "--quiet"])
+    assert code == 0 and "Loading weights" not in stderr and "%|" not in stderr, stderr
+
+
+def test_a_layer_window_past_the_model_is_refused_before_the_weights_load(
+    run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    video = sorted((toy_dir / "videos").iterdir())[0]
+    argv = ["ground", str(video), "the red circle", "--model", str(model_dir), "--layers", "1:4"]
+    code, _, stderr = run_cli([*argv, "--out", str(tmp_path)])  # no --quiet: no bar either
+    assert (
+        code == 2
+        and stderr == "stvg: error: layers 1:4 is outside the model's 3 decoder layers (0:3 at most)\n"
+    )
 
 
 def test_decompose_rules_prints_json_lines(run_cli) -> None:

@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from transformers import AutoConfig
 
 from zsgrounding.assets import resolve_model
 from zsgrounding.decompose import (
@@ -248,14 +249,15 @@ class ZeroShotGrounder:
                 past the template's tokens after the question (one line naming the option).
         """
         cfg = self.config
+        if cfg.layers is not None:
+            # From the config when the weights are not loaded yet: the error comes before the load.
+            depth = self._depth()
+            if cfg.layers[1] > depth:
+                lo, hi = cfg.layers
+                raise STVGError(
+                    f"layers {lo}:{hi} is outside the model's {depth} decoder layers (0:{depth} at most)"
+                )
         adapter = self.adapter
-        text_config = getattr(adapter.model.config, "text_config", adapter.model.config)
-        depth = int(text_config.num_hidden_layers)
-        if cfg.layers is not None and cfg.layers[1] > depth:
-            lo, hi = cfg.layers
-            raise STVGError(
-                f"layers {lo}:{hi} is outside the model's {depth} decoder layers (0:{depth} at most)"
-            )
         if cfg.gti == "fixed":
             count = adapter.special_token_count()
             if not -count <= cfg.fixed_index < count:
@@ -263,6 +265,16 @@ class ZeroShotGrounder:
                     f"fixed_index {cfg.fixed_index} is outside the {count} tokens after the question "
                     f"({-count} .. {count - 1})"
                 )
+
+    def _depth(self) -> int:
+        """The language model's decoder layers, from the config file while the weights are unloaded."""
+        model_config = None if self._adapter is None else self._adapter.model.config
+        if model_config is None:
+            try:
+                model_config = AutoConfig.from_pretrained(str(resolve_model(self.config.model)))
+            except (OSError, ValueError):  # unreadable here: the adapter's load says why, in one line
+                model_config = self.adapter.model.config
+        return int(getattr(model_config, "text_config", model_config).num_hidden_layers)
 
     def _decomposer(self) -> Decomposer:
         if self.decomposer is None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from zsgrounding.errors import STVGError
-from zsgrounding.presets import DATASET_PRESETS
-from zsgrounding.presets import PRESETS as PRESET_NAMES
+from zsgrounding.zeroshot.presets import DATASET_PRESETS
+from zsgrounding.zeroshot.presets import PRESETS as PRESET_NAMES
 
 STVG_DATASETS = ("hcstvg-v1", "hcstvg-v2", "vidstg", "toy")
 
@@ -120,7 +120,7 @@ def toy() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def toy_make(count: int, out: Path, seed: int, quiet: bool) -> None:
     """Render N toy clips (mp4) and their HC-STVG v1 annotation file into OUT."""
-    from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
+    from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 
     path = make_dataset(out, count, ToyWorldConfig(seed=seed), progress=not quiet)
     click.echo(f"wrote {count} clips and {path}")
@@ -166,7 +166,7 @@ def toy_pretrain(
     The full schedule is the recipe of the shipped checkpoint (about 46 minutes on 2 CPU cores);
     a killed run resumes at the last finished stage.
     """
-    from zsgrounding.toymllm.build import build_toy_mllm
+    from zsgrounding.toy.mllm.build import build_toy_mllm
 
     if eval_only and not (out / "recipe.json").is_file():
         raise click.UsageError(f"--eval-only: {out} has no recipe.json (train it first)")
@@ -213,7 +213,7 @@ def demo(out: Path, count: int, seed: int, threads: int, quiet: bool) -> None:
     """
     import torch
 
-    from zsgrounding.demo import run_demo
+    from zsgrounding.apps.demo import run_demo
 
     torch.set_num_threads(threads)
     run_demo(out, count=count, seed=seed, echo=click.echo, progress=not quiet)
@@ -379,7 +379,7 @@ def _spacevllm(opts: dict, checkpoint: str | Path, scorer=None, sampling: str = 
 
 def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
     """Build the training-free grounder the shared options describe."""
-    from zsgrounding.pipeline import ZeroShotGrounder
+    from zsgrounding.zeroshot.pipeline import ZeroShotGrounder
 
     grounder = ZeroShotGrounder(
         _zero_shot_config(opts), decomposer=_decomposer(opts, out), proposer=_proposer(opts, out, toy_dir)
@@ -414,9 +414,9 @@ def _zero_shot_config(opts: dict):
     own defaults."""
     from dataclasses import replace
 
-    from zsgrounding.lra import LRAConfig
-    from zsgrounding.pipeline import ZeroShotConfig
     from zsgrounding.tubes import TubeScorerConfig
+    from zsgrounding.zeroshot.lra import LRAConfig
+    from zsgrounding.zeroshot.pipeline import ZeroShotConfig
 
     preset = opts.get("preset") or opts.get("default_preset")
     if preset and preset != "none":
@@ -458,7 +458,7 @@ def _zero_shot_config(opts: dict):
 
 def _decomposer(opts: dict, out: Path | None):
     """Query decomposition: the reference's file, an LLM endpoint, or offline rules; cached in OUT."""
-    from zsgrounding.decompose import Decomposer
+    from zsgrounding.zeroshot.decompose import Decomposer
 
     cache = out / "decompositions.json" if out is not None else None
     return Decomposer.from_env(
@@ -471,10 +471,12 @@ def _decomposer(opts: dict, out: Path | None):
 def _proposer(opts: dict, out: Path | None, toy_dir: Path | None = None):
     """Object tracks: the toy world's own, or the track store (``--proposals``, else OUT/tracks)."""
     from zsgrounding.proposals.source import make_proposer
+    from zsgrounding.toy.proposer import ToyProposer
 
+    if toy_dir is not None and opts["proposals_dir"] is None:
+        return ToyProposer(toy_dir)
     return make_proposer(
-        store_dir=opts["proposals_dir"] or (out / "tracks" if out is not None and toy_dir is None else None),
-        toy_dir=toy_dir if opts["proposals_dir"] is None else None,
+        store_dir=opts["proposals_dir"] or (out / "tracks" if out is not None else None),
         detector=opts["detector"],
         tracker=opts["tracker"],
         sam2=opts["sam2_model"],
@@ -727,8 +729,8 @@ def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None)
     from zsgrounding.baselines import BASELINES, BaselineGrounder, target_track_only
     from zsgrounding.errors import STVGError
     from zsgrounding.mllm import load_adapter
-    from zsgrounding.pipeline import ZeroShotGrounder
     from zsgrounding.tubes import TubeScorer
+    from zsgrounding.zeroshot.pipeline import ZeroShotGrounder
 
     base = _zero_shot_config(opts)
     scorer = TubeScorer(base.scorer)
@@ -909,7 +911,7 @@ def decompose(queries: tuple[str, ...], cache: Path | None, rules: bool) -> None
     Uses the OpenAI-compatible endpoint of STVG_LLM_BASE_URL / STVG_LLM_MODEL / STVG_LLM_API_KEY
     when set, else offline rules.
     """
-    from zsgrounding.decompose import Decomposer
+    from zsgrounding.zeroshot.decompose import Decomposer
 
     decomposer = Decomposer(None, None, None) if rules else Decomposer.from_env(cache_path=cache)
     for query in queries:
@@ -972,8 +974,9 @@ def pilot(
     from zsgrounding.assets import resolve_model
     from zsgrounding.datasets import load_dataset
     from zsgrounding.mllm import load_adapter
-    from zsgrounding.pilot_run import run_pilot
     from zsgrounding.proposals.source import make_proposer
+    from zsgrounding.toy.proposer import ToyProposer
+    from zsgrounding.zeroshot.pilot_run import run_pilot
 
     kw: dict[str, object] = {}
     if videos is not None:
@@ -983,8 +986,10 @@ def pilot(
     samples = load_dataset(dataset, gt_path, **kw)[:max_samples]
     toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
     proposer = None
-    if proposals_dir is not None or toy_dir is not None:
-        proposer = make_proposer(store_dir=proposals_dir, toy_dir=toy_dir if proposals_dir is None else None)
+    if proposals_dir is not None:
+        proposer = make_proposer(store_dir=proposals_dir)
+    elif toy_dir is not None:
+        proposer = ToyProposer(toy_dir)
     adapter = load_adapter(resolve_model(model), family=family, num_frames=num_frames)
     run = run_pilot(
         adapter,
@@ -1100,7 +1105,7 @@ def synth(
     if whole_videos:
         items = [replace(item, span=None) for item in items]
     if detector == "toy":  # offline stand-in: palette colours and shapes, read from the pixels
-        from zsgrounding.proposals.toy_detector import ToyColourDetector
+        from zsgrounding.toy.detector import ToyColourDetector
 
         boxer = ToyColourDetector()
     else:

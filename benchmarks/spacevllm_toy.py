@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/spacevllm_toy.py --base zsgrounding/assets/toy_mllm --out /tmp/svl_toy
+    python benchmarks/spacevllm_toy.py --base zsgrounding/toy/assets/toy_mllm --out /tmp/svl_toy
     python benchmarks/spacevllm_toy.py --base /path/to/tiny_base --out /tmp/svl_toy --quick
-    python benchmarks/spacevllm_toy.py --base zsgrounding/assets/toy_mllm --out /tmp/svl_toy \\
-        --rows spacevllm --ship zsgrounding/assets/toy_spacevllm   # rebuilds the shipped one
+    python benchmarks/spacevllm_toy.py --base zsgrounding/toy/assets/toy_mllm --out /tmp/svl_toy \\
+        --rows spacevllm --ship zsgrounding/toy/assets/toy_spacevllm   # rebuilds the shipped one
 
 Defaults (400 training videos, 200 held out, 1000 steps of 4 clips at 8 frames, lr 5e-4 /
 3e-3 for the new parts) are the measured table's. The learning rates were chosen on a
@@ -38,8 +38,8 @@ from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
 from spacevllm.model import SpaceVLLM
 from spacevllm.train import TrainConfig, train
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
 from zsgrounding.runner import RunConfig, run_dataset
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 
 ROWS: dict[str, dict[str, bool]] = {
     "spacevllm": {},

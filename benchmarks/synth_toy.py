@@ -9,7 +9,7 @@ Usage::
 Writes (or reuses, when ``toyworld.json`` there has the same config and enough videos) ``--videos``
 toy videos in ``--data`` (default ``<out>/toy``; seed ``--seed``), then runs
 :func:`spacevllm.synth.synthesize` over their (video, caption) pairs with
-:class:`~zsgrounding.proposals.toy_detector.ToyColourDetector` twice: once on the annotated
+:class:`~zsgrounding.toy.detector.ToyColourDetector` twice: once on the annotated
 spans (the GT tube's span, as Charades-STA-like sources give) and once on whole videos
 (``span=None``, the CLI's ``--whole-videos``). The analyzer is offline:
 
@@ -52,10 +52,10 @@ from spacevllm.synth import (
     synthesize,
 )
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import CaptionParts, ToyWorldConfig, load_sidecar, make_dataset
 from zsgrounding.errors import DatasetError
 from zsgrounding.metrics import box_iou, temporal_iou
-from zsgrounding.proposals.toy_detector import ToyColourDetector
+from zsgrounding.toy.detector import ToyColourDetector
+from zsgrounding.toy.world import CaptionParts, ToyWorldConfig, load_sidecar, make_dataset
 
 DEFAULT_SEED = 4242  # this benchmark's own toy world, apart from the other benchmarks' seeds
 QUICK_VIDEOS = 8

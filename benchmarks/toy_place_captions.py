@@ -7,7 +7,7 @@ Usage::
         [--cell-weight 1] --train-out DIR2
 
 Asks "where is each thing?" on held-out toy videos, decodes greedily and scores the captions
-object by object (:mod:`zsgrounding.toymllm.captions`). Chance for the first place is about 1 in 9
+object by object (:mod:`zsgrounding.toy.mllm.captions`). Chance for the first place is about 1 in 9
 of the named objects (a 3 x 3 grid). Then two teacher-forced checks, given the true caption so
 far: is the next place word right, with the clip's own video and with another clip's (what the
 text alone predicts)? And in the actions checklist, is the word after each action (``none`` or
@@ -36,12 +36,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads
 import torch
 from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
 
-from zsgrounding.toymllm.captions import action_word_check, place_caption_check, place_word_check
-from zsgrounding.toymllm.config import StageSchedule, ToyPretrainConfig
-from zsgrounding.toymllm.data import CAPTION_TASKS, Sampler, build_bank
-from zsgrounding.toymllm.evaluate import EvalConfig
-from zsgrounding.toymllm.stages import VisualSource, stage2_align
-from zsgrounding.toymllm.train import save_checkpoint
+from zsgrounding.toy.mllm.captions import action_word_check, place_caption_check, place_word_check
+from zsgrounding.toy.mllm.config import StageSchedule, ToyPretrainConfig
+from zsgrounding.toy.mllm.data import CAPTION_TASKS, Sampler, build_bank
+from zsgrounding.toy.mllm.evaluate import EvalConfig
+from zsgrounding.toy.mllm.stages import VisualSource, stage2_align
+from zsgrounding.toy.mllm.train import save_checkpoint
 
 
 def train_captions(

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/toy_pretrain.py --out zsgrounding/assets/toy_mllm
+    python benchmarks/toy_pretrain.py --out zsgrounding/toy/assets/toy_mllm
     python benchmarks/toy_pretrain.py --out /tmp/toy --quick          # a smoke run of a minute or two
     python benchmarks/toy_pretrain.py --out /tmp/toy_qwen --family qwen2_vl   # the Qwen2-VL model
 
@@ -25,7 +25,7 @@ from pathlib import Path
 # several times slower. Read when torch loads, so it must be set before the import below.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from zsgrounding.toymllm.build import build_toy_mllm
+from zsgrounding.toy.mllm.build import build_toy_mllm
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,12 +4,12 @@ Usage::
 
     python benchmarks/toy_stage1.py --out runs/toy_stage1                    # every row
     python benchmarks/toy_stage1.py --out runs/toy_stage1 --rows before recipe
-    python benchmarks/toy_stage1.py --checkpoint zsgrounding/assets/toy_mllm  # probe a checkpoint
+    python benchmarks/toy_stage1.py --checkpoint zsgrounding/toy/assets/toy_mllm  # probe a checkpoint
 
 Each row trains the vision tower with the sigmoid loss (the recipe's seed, 2000 training clips)
 and reports the held-out shape binding (the true frame description against the same one with a
 shape changed), the retrieval top-1 among 256 frames, and the probes of
-:mod:`zsgrounding.toymllm.probe` on 120 held-out clips: can a linear classifier read each
+:mod:`zsgrounding.toy.mllm.probe` on 120 held-out clips: can a linear classifier read each
 object's shape, colour, size and place from the tower's patches at the object? Rows:
 
 - ``before``: SigLIP's learned position table, no place words, whole frames only, 800 steps;
@@ -43,12 +43,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads
 import torch
 from transformers import LlavaOnevisionForConditionalGeneration
 
-from zsgrounding.toymllm.config import PLACELESS_RECIPE, StageSchedule, ToyPretrainConfig
-from zsgrounding.toymllm.data import Sampler, build_bank
-from zsgrounding.toymllm.probe import PROBED, tower_probe
-from zsgrounding.toymllm.stages import stage1_vision
-from zsgrounding.toymllm.tokenizer import build_tokenizer
-from zsgrounding.toymllm.train import build_model
+from zsgrounding.toy.mllm.config import PLACELESS_RECIPE, StageSchedule, ToyPretrainConfig
+from zsgrounding.toy.mllm.data import Sampler, build_bank
+from zsgrounding.toy.mllm.probe import PROBED, tower_probe
+from zsgrounding.toy.mllm.stages import stage1_vision
+from zsgrounding.toy.mllm.tokenizer import build_tokenizer
+from zsgrounding.toy.mllm.train import build_model
 
 
 def variants(quick: bool = False) -> dict[str, ToyPretrainConfig]:

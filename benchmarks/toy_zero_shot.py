@@ -55,28 +55,13 @@ from tqdm import tqdm
 
 from zsgrounding.assets import resolve_model
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
-from zsgrounding.decompose import Decomposer, DecompositionWarning, RuleDecomposer
-from zsgrounding.diagnostics import (
-    SwapOutcome,
-    evidence_peaks,
-    pointing_counts,
-    pointing_summary,
-    question_swap_summary,
-    swap_outcome,
-    track_selection_summary,
-)
-from zsgrounding.gti import select_grounding_token
-from zsgrounding.lra import LRAConfig
 from zsgrounding.metrics import evaluate
 from zsgrounding.mllm import MLLMAdapter, PreparedInputs, load_adapter
-from zsgrounding.pilot_run import run_pilot
-from zsgrounding.pipeline import QuestionMaps, ZeroShotConfig, ZeroShotGrounder, interrogative
 from zsgrounding.predictions import tube_from_json
-from zsgrounding.presets import PRESETS
-from zsgrounding.proposals import ToyProposer
 from zsgrounding.report import markdown_table
 from zsgrounding.runner import RunConfig, is_error, load_results, run_dataset
+from zsgrounding.toy.proposer import ToyProposer
+from zsgrounding.toy.world import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
 from zsgrounding.tubes import (
     TubeScorer,
     TubeScorerConfig,
@@ -88,6 +73,21 @@ from zsgrounding.tubes import (
 )
 from zsgrounding.types import Clip, GroundingResult, Sample, Track, Tube
 from zsgrounding.video import sample_uniform
+from zsgrounding.zeroshot.decompose import Decomposer, DecompositionWarning, RuleDecomposer
+from zsgrounding.zeroshot.diagnostics import (
+    SwapOutcome,
+    evidence_peaks,
+    pointing_counts,
+    pointing_summary,
+    question_swap_summary,
+    swap_outcome,
+    track_selection_summary,
+)
+from zsgrounding.zeroshot.gti import select_grounding_token
+from zsgrounding.zeroshot.lra import LRAConfig
+from zsgrounding.zeroshot.pilot_run import run_pilot
+from zsgrounding.zeroshot.pipeline import QuestionMaps, ZeroShotConfig, ZeroShotGrounder, interrogative
+from zsgrounding.zeroshot.presets import PRESETS
 
 # Seed 003 samples 20 frames. Measured here (2 cores shared with other jobs, one torch thread):
 # the full method costs 1.9-2.3 s per video at 20 frames and about 1.05 s at 12; the default

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
-from zsgrounding.decompose import Decomposer, RuleDecomposer
-from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
-from zsgrounding.proposals import ToyProposer
+from zsgrounding.toy.proposer import ToyProposer
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
+from zsgrounding.zeroshot.decompose import Decomposer, RuleDecomposer
+from zsgrounding.zeroshot.pipeline import ZeroShotConfig, ZeroShotGrounder
 
 STAGES = (
     "decode",

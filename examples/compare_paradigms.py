@@ -20,11 +20,11 @@ from zsgrounding.assets import resolve_model, resolve_spacevllm
 from zsgrounding.baselines import BASELINES, BaselineGrounder
 from zsgrounding.compare import compare_paradigms
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
-from zsgrounding.decompose import Decomposer
 from zsgrounding.mllm import load_adapter
-from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
+from zsgrounding.toy.world import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
 from zsgrounding.tubes import TubeScorer
+from zsgrounding.zeroshot.decompose import Decomposer
+from zsgrounding.zeroshot.pipeline import ZeroShotConfig, ZeroShotGrounder
 
 
 def main(argv: list[str] | None = None) -> int:

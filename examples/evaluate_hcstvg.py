@@ -19,10 +19,11 @@ import argparse
 from pathlib import Path
 
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
-from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
 from zsgrounding.proposals.source import make_proposer
 from zsgrounding.runner import RunConfig, run_dataset
+from zsgrounding.toy.proposer import ToyProposer
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
+from zsgrounding.zeroshot.pipeline import ZeroShotConfig, ZeroShotGrounder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         toy = args.out / "toy"  # annotations.json here is in the HC-STVG v1 format
         make_dataset(toy, args.toy_clips, ToyWorldConfig(seed=11), progress=False)
         args.gt, args.videos, args.version = toy / "annotations.json", toy / "videos", 1
-        proposer = make_proposer(toy_dir=toy)
+        proposer = ToyProposer(toy)
     else:
         proposer = make_proposer(store_dir=args.out / "tracks")
 

@@ -21,8 +21,8 @@ from spacevllm.model import SpaceVLLM
 from spacevllm.train import TrainConfig, train
 from zsgrounding.assets import resolve_model
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
 from zsgrounding.metrics import evaluate
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

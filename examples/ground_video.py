@@ -17,10 +17,11 @@ import argparse
 from pathlib import Path
 
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
-from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
 from zsgrounding.proposals.source import make_proposer
+from zsgrounding.toy.proposer import ToyProposer
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 from zsgrounding.viz import render_result
+from zsgrounding.zeroshot.pipeline import ZeroShotConfig, ZeroShotGrounder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         make_dataset(toy, 1, ToyWorldConfig(seed=7), progress=False)
         sample = load_dataset("toy", toy)[0]
         video, query, gt = sample.video, args.query or sample.sentence, sample.gt.tube
-        proposer = make_proposer(toy_dir=toy)
+        proposer = ToyProposer(toy)
     else:
         if not args.query:
             parser.error("--query is needed with --video")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,12 +33,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import openai
 from tqdm import tqdm
 
 from spacevllm.data import Record, span_frames, write_records
-from zsgrounding.decompose import DecompositionError, LLMDecomposer, noun_phrase
+from zsgrounding.english import EnglishError, noun_phrase
 from zsgrounding.errors import STVGError, VideoError
+from zsgrounding.llm import ChatClient, LLMFailure
 from zsgrounding.proposals.detections import FrameDetections
 from zsgrounding.types import Sample
 from zsgrounding.video import VideoInfo, fps_ids, probe, read_frames, uniform_ids
@@ -194,12 +193,12 @@ def _unique(objects: Iterable[str], limit: int) -> tuple[str, ...]:
 
 
 class RuleAnalyzer:
-    """Offline analyzer: the caption's head noun (:func:`zsgrounding.decompose.noun_phrase`)."""
+    """Offline analyzer: the caption's head noun (:func:`zsgrounding.english.noun_phrase`)."""
 
     def analyze(self, caption: str) -> Analysis:
         try:
             return Analysis(_unique([noun_phrase(caption)], 1), "rules")
-        except DecompositionError:  # nothing left of the caption: no object
+        except EnglishError:  # nothing left of the caption: no object
             return Analysis((), "rules")
 
 
@@ -247,56 +246,29 @@ def parse_objects(reply: str) -> list[str]:
 
 
 class LLMAnalyzer:
-    """Object extraction through an :class:`LLMDecomposer`'s endpoint, its model and retry settings.
+    """Object extraction through an OpenAI-compatible endpoint (:class:`~zsgrounding.llm.ChatClient`:
+    its model, timeouts and retries).
 
-    A failed request (after ``llm.max_retries`` retries of timeouts, connection errors, HTTP
+    A failed request (after the client's retries of timeouts, connection errors, HTTP
     408/409/429/5xx and unparsable replies) warns :class:`SynthWarning` and falls back to
     :class:`RuleAnalyzer` (``source="fallback"``). A 400 while asking for JSON mode is retried
     once without it.
     """
 
-    def __init__(self, llm: LLMDecomposer, max_objects: int = 3) -> None:
+    def __init__(self, llm: ChatClient, max_objects: int = 3) -> None:
         self.llm = llm
         self.max_objects = max_objects
         self.rules = RuleAnalyzer()
 
-    def _ask(self, caption: str, json_mode: bool) -> str:
-        extra: dict[str, Any] = {"response_format": {"type": "json_object"}} if json_mode else {}
-        if self.llm.temperature is not None:
-            extra["temperature"] = self.llm.temperature
-        # LLMDecomposer exposes no general chat call; its client carries the endpoint and key.
-        reply = self.llm._client.chat.completions.create(
-            model=self.llm.model, messages=build_messages(caption), **extra
-        )
-        if not reply.choices or not reply.choices[0].message.content:
-            raise ValueError("empty reply")
-        return reply.choices[0].message.content
-
     def ask(self, caption: str) -> tuple[str, ...]:
         """The endpoint's objects for ``caption``; :class:`AnalyzerError` once every attempt failed."""
-        json_mode, reason = self.llm.json_mode, ""
-        attempts = self.llm.max_retries + 1
-        for attempt in range(attempts):
-            wait = min(self.llm.max_backoff, self.llm.backoff * 2**attempt)
-            try:
-                return _unique(parse_objects(self._ask(caption, json_mode)), self.max_objects)
-            except openai.APITimeoutError:
-                reason = f"request timed out after {self.llm.timeout:g} s"
-            except openai.APIStatusError as exc:
-                reason = f"HTTP {exc.status_code}"
-                if exc.status_code == 400 and json_mode:
-                    json_mode, wait = False, 0.0  # some servers reject response_format
-                elif exc.status_code not in (408, 409, 429) and exc.status_code < 500:
-                    break
-            except openai.OpenAIError as exc:
-                reason = f"{type(exc).__name__}: {' '.join(self.llm.redact(str(exc)).split())[:160]}"
-            except ValueError as exc:
-                reason = f"invalid reply: {exc}"
-            if attempt + 1 < attempts:
-                time.sleep(wait)
-        raise AnalyzerError(
-            f"LLM analyzer ({self.llm.model}) failed on {caption[:60]!r}: {self.llm.redact(reason)}"
-        )
+        try:
+            objects = self.llm.ask_json(build_messages(caption), parse_objects)
+        except LLMFailure as failure:
+            raise AnalyzerError(
+                f"LLM analyzer ({self.llm.model}) failed on {caption[:60]!r}: {failure.reason}"
+            ) from None
+        return _unique(objects, self.max_objects)
 
     def analyze(self, caption: str) -> Analysis:
         if not caption.strip():
@@ -309,8 +281,9 @@ class LLMAnalyzer:
 
 
 def default_analyzer(max_objects: int = 3, **llm_kwargs: Any) -> Analyzer:
-    """:class:`LLMAnalyzer` when an endpoint is configured (see :class:`LLMDecomposer`), else rules."""
-    llm = LLMDecomposer.from_env(**llm_kwargs)
+    """:class:`LLMAnalyzer` when an endpoint is configured (see :class:`~zsgrounding.llm.ChatClient`),
+    else rules."""
+    llm = ChatClient.from_env(**llm_kwargs)
     return LLMAnalyzer(llm, max_objects) if llm is not None else RuleAnalyzer()
 
 

@@ -13,9 +13,9 @@ from PIL import Image
 from tiny_models import save_tiny_llava
 
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
 from zsgrounding.metrics import evaluate
 from zsgrounding.predictions import load_predictions
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 
 FAST = ["--num-frames", "3", "--lra-steps", "1", "--lra-step-size", "1.0"]
 

@@ -20,10 +20,10 @@ from zsgrounding import assets
 from zsgrounding.baselines import BASELINES, BaselineGrounder, target_track_only
 from zsgrounding.compare import _PeakRSS, compare_paradigms, tube_agreement
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
 from zsgrounding.errors import STVGError
 from zsgrounding.metrics import evaluate
 from zsgrounding.predictions import load_predictions
+from zsgrounding.toy.world import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
 from zsgrounding.tubes import TubeScorer, TubeScorerConfig
 from zsgrounding.types import GroundingResult, GroundTruth, Sample, Track, Tube
 from zsgrounding.video import sample_uniform

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
 from zsgrounding.metrics import evaluate
 from zsgrounding.predictions import load_predictions
 from zsgrounding.runner import RunConfig, load_results, result_record, run_dataset
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 from zsgrounding.types import GroundingResult, Tube
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ import time
 
 from zsgrounding.baselines import colour_evidence
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import load_sidecar, sidecar_tracks
+from zsgrounding.toy.world import load_sidecar, sidecar_tracks
 from zsgrounding.runner import RunConfig, run_dataset
 from zsgrounding.tubes import TubeScorer, TubeScorerConfig
 from zsgrounding.video import sample_uniform

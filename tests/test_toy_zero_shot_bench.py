@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from tiny_models import save_tiny_llava
 
-from zsgrounding.datasets.toyworld import load_sidecar
+from zsgrounding.toy.world import load_sidecar
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_zero_shot.py"
 ROWS = (

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zsgrounding.datasets.toyworld import generate_one, object_tracks
+from zsgrounding.toy.world import generate_one, object_tracks
 from zsgrounding.tubes import TubeScorer
 from zsgrounding.types import Clip, GroundingResult, Track, Tube
 from zsgrounding.video import probe, sample_uniform, write_video

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from zsgrounding.errors import STVGError
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "toy" / "assets"
 TOY_MLLM = ASSETS / "toy_mllm"
 """The toy-world LLaVA-OneVision checkpoint (recipe and command in its ``recipe.json``)."""
 

@@ -219,10 +219,10 @@ def proposal_tracks(
     """A ``tracks_for`` from a proposer ``(clip, noun_phrase, video_key) -> tracks``.
 
     The clip is sampled with ``num_frames`` frames spread by ``sampling``, and the noun phrase and
-    video key are those :class:`~zsgrounding.pipeline.ZeroShotGrounder` uses, so a track store
+    video key are those :class:`~zsgrounding.zeroshot.pipeline.ZeroShotGrounder` uses, so a track store
     filled by ``stvg eval`` with the same frames serves the comparison too.
     """
-    from zsgrounding.decompose import noun_phrase
+    from zsgrounding.english import noun_phrase
     from zsgrounding.video import sample_uniform
 
     def tracks_for(sample: Sample) -> list[Track]:

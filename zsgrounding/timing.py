@@ -3,7 +3,7 @@
 The grounder reports how much of a video's time goes to the MLLM and how much to everything
 else (decoding, proposals, scoring, bookkeeping). Forward hooks on the language model and the
 vision modules time every forward without touching the adapters; the backward passes of the
-LRA tuning are timed where they run (:class:`zsgrounding.lra.LRAResult`).
+LRA tuning are timed where they run (:class:`zsgrounding.zeroshot.lra.LRAResult`).
 """
 
 from __future__ import annotations

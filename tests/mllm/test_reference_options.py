@@ -23,10 +23,10 @@ from tiny_models import (
     save_tiny_qwen_vl,
 )
 
-from zsgrounding.lra import LRAConfig, tune_latent
 from zsgrounding.mllm import ModelError, load_adapter
 from zsgrounding.mllm.base import add_visual_delta
 from zsgrounding.mllm.options import QWEN_1_5_TEMPLATE, VICUNA_V1_SYSTEM, AdapterOptions
+from zsgrounding.zeroshot.lra import LRAConfig, tune_latent
 
 
 @pytest.fixture(scope="module")

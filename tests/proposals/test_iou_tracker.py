@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from zsgrounding.datasets.toyworld import generate_one, object_tracks
 from zsgrounding.proposals.detections import FrameDetections
 from zsgrounding.proposals.tracker import IoUTracker, IoUTrackerConfig, iou_matrix
+from zsgrounding.toy.world import generate_one, object_tracks
 
 
 def fd(frame, boxes=(), scores=(), labels=None):

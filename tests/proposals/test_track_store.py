@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from zsgrounding.datasets.toyworld import generate_one, object_tracks
 from zsgrounding.errors import DatasetError
 from zsgrounding.proposals.store import TrackStore, file_stem
+from zsgrounding.toy.world import generate_one, object_tracks
 from zsgrounding.types import Track
 
 SETTINGS = {"detector": "toy", "box_threshold": 0.25, "stride": 2}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
 from zsgrounding.metrics import evaluate
 from zsgrounding.predictions import load_predictions
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 
 
 @pytest.fixture(scope="module")

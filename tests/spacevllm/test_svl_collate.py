@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from spacevllm.collate import SimpleRecord, SpaceVLLMCollator, box_at, load_clip
-from zsgrounding.datasets.toyworld import generate_one, make_dataset
+from zsgrounding.toy.world import generate_one, make_dataset
 from zsgrounding.types import Clip
 
 CAPTION = "the red circle moving left"

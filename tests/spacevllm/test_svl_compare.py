@@ -24,15 +24,15 @@ from spacevllm.model import SpaceVLLM
 from zsgrounding.baselines import BaselineGrounder, colour_evidence
 from zsgrounding.compare import Comparison, compare_paradigms, load_comparison, tube_agreement
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
-from zsgrounding.decompose import Decomposer, RuleDecomposer
-from zsgrounding.lra import LRAConfig
 from zsgrounding.metrics import evaluate
 from zsgrounding.mllm import load_adapter
-from zsgrounding.pipeline import ZeroShotConfig, ZeroShotGrounder
 from zsgrounding.predictions import load_predictions
+from zsgrounding.toy.world import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
 from zsgrounding.tubes import TubeScorer
 from zsgrounding.types import Sample, Track
+from zsgrounding.zeroshot.decompose import Decomposer, RuleDecomposer
+from zsgrounding.zeroshot.lra import LRAConfig
+from zsgrounding.zeroshot.pipeline import ZeroShotConfig, ZeroShotGrounder
 
 NAMES = ("zero-shot", "spacevllm", "colour")
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")

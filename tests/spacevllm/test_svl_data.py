@@ -23,8 +23,8 @@ from spacevllm.data import (
     write_records,
 )
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import ToyWorldConfig, load_sidecar, make_dataset
 from zsgrounding.errors import DatasetError
+from zsgrounding.toy.world import ToyWorldConfig, load_sidecar, make_dataset
 
 # ------------------------------------------------------------------------------------ records
 

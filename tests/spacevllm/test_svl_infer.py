@@ -12,9 +12,9 @@ from spacevllm.collate import SimpleRecord
 from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig, join_spelled_numbers
 from spacevllm.prompt import ParsedSpan, parse_span
 from zsgrounding.boxes import cxcywh_norm_to_xyxy
-from zsgrounding.datasets.toyworld import ToyVideo, generate_one, make_dataset, object_tracks
 from zsgrounding.errors import STVGError
 from zsgrounding.runner import Grounder
+from zsgrounding.toy.world import ToyVideo, generate_one, make_dataset, object_tracks
 from zsgrounding.video import sample_uniform
 
 # Toy video 0: 54 frames at 10 fps, 128 x 96. Four uniform samples: native 6, 20, 33, 47 (0.6,

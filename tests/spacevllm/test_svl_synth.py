@@ -29,9 +29,9 @@ from spacevllm.synth import (
     synthesize,
 )
 from zsgrounding.datasets import load_dataset
-from zsgrounding.datasets.toyworld import MOTIONS, ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
-from zsgrounding.decompose import LLMDecomposer
+from zsgrounding.llm import ChatClient
 from zsgrounding.proposals.detections import FrameDetections
+from zsgrounding.toy.world import MOTIONS, ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks
 from zsgrounding.video import read_frames
 
 # Two objects per video, all visible from start to end: the refined span of a clean video is the
@@ -334,12 +334,12 @@ def serve() -> Iterator[Any]:
     """``serve(*replies)`` -> ``(LLMDecomposer on the server, server)``; servers stop at teardown."""
     servers: list[_Server] = []
 
-    def start(*replies: tuple[int, str]) -> tuple[LLMDecomposer, _Server]:
+    def start(*replies: tuple[int, str]) -> tuple[ChatClient, _Server]:
         server = _Server(list(replies))
         threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         servers.append(server)
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        llm = LLMDecomposer(url, model="test-model", api_key="k", timeout=2.0, max_retries=1, backoff=0.0)
+        llm = ChatClient(url, model="test-model", api_key="k", timeout=2.0, max_retries=1, backoff=0.0)
         return llm, server
 
     yield start
@@ -348,7 +348,7 @@ def serve() -> Iterator[Any]:
         server.server_close()
 
 
-def test_llm_analyzer_through_the_decomposer_endpoint(toy: Path, serve: Any) -> None:
+def test_llm_analyzer_through_the_chat_client(toy: Path, serve: Any) -> None:
     reply = json.dumps({"objects": ["Hexagon", "the Diamond", "hexagon"]})
     llm, server = serve((200, "not json"), (200, reply))  # an unparsable reply is retried
     detector = ToyDetector(toy, {})
@@ -371,7 +371,7 @@ def test_llm_failure_falls_back_to_rules(toy: Path, serve: Any) -> None:
     llm, server = serve((500, ""))
     detector = ToyDetector(toy, {})
     with pytest.warns(
-        SynthWarning, match=r"LLM analyzer \(test-model\) failed .*HTTP 500; using offline rules"
+        SynthWarning, match=r"LLM analyzer \(test-model\) failed .*HTTP 500.*; using offline rules"
     ):
         (record,), report = synthesize(_items(toy)[:1], detector, LLMAnalyzer(llm))
     assert (record.meta["object"], record.meta["analyzer"]) == ("diamond", "fallback")

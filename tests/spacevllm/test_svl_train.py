@@ -35,7 +35,7 @@ from spacevllm.train import (
     select_trainable,
     train,
 )
-from zsgrounding.datasets.toyworld import ToyWorldConfig, make_dataset
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 
 TOY = ToyWorldConfig(seed=3, width=64, height=48, min_seconds=1.0, max_seconds=2.0)
 MODEL = {"head_hidden": 32, "max_new_tokens": 8}

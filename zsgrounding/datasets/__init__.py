@@ -14,15 +14,12 @@ from zsgrounding.datasets.charades import load_charades
 from zsgrounding.datasets.common import LoadReport, MalformedEntryWarning, SkippedEntry
 from zsgrounding.datasets.hcstvg import load_hcstvg
 from zsgrounding.datasets.refcoco import RefExpr, load_refcoco
-from zsgrounding.datasets.toyworld import load_sidecar, sidecar_meta
+from zsgrounding.datasets.toy import TOY_ANNOTATIONS, TOY_SIDECAR, TOY_VIDEOS, load_toy
 from zsgrounding.datasets.vidstg import QTYPES, load_vidstg
 from zsgrounding.errors import DatasetError
 from zsgrounding.types import Sample
 
 DATASET_NAMES = ("hcstvg-v1", "hcstvg-v2", "vidstg", "charades-sta", "toy")
-TOY_ANNOTATIONS = "annotations.json"
-TOY_VIDEOS = "videos"
-TOY_SIDECAR = "toyworld.json"
 
 
 def load_dataset(name: str, path: Path | str, **kw: Any) -> list[Sample]:
@@ -50,24 +47,16 @@ def load_dataset(name: str, path: Path | str, **kw: Any) -> list[Sample]:
     if name == "charades-sta":
         return load_charades(path, **kw)
     if name == "toy":
-        folder = Path(path)
-        if folder.is_file():
-            folder = folder.parent
-        kw.setdefault("video_root", folder / TOY_VIDEOS)
-        samples = load_hcstvg(folder / TOY_ANNOTATIONS, version=1, **kw)
-        if (folder / TOY_SIDECAR).exists():
-            # The sidecar carries what HC-STVG's format cannot: caption parts, target id.
-            videos = load_sidecar(folder)["videos"]
-            for sample in samples:
-                if sample.id in videos:
-                    sample.meta.update(sidecar_meta(videos[sample.id]))
-        return samples
+        return load_toy(path, **kw)
     raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
 
 
 __all__ = [
     "DATASET_NAMES",
     "QTYPES",
+    "TOY_ANNOTATIONS",
+    "TOY_SIDECAR",
+    "TOY_VIDEOS",
     "LoadReport",
     "MalformedEntryWarning",
     "RefExpr",
@@ -76,5 +65,6 @@ __all__ = [
     "load_dataset",
     "load_hcstvg",
     "load_refcoco",
+    "load_toy",
     "load_vidstg",
 ]

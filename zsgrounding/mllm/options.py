@@ -4,7 +4,7 @@ The released code of *Unleashing the Potential of Multimodal LLMs for Zero-Shot 
 Video Grounding* (Yang et al.) runs the original LLaVA-NeXT / Qwen2-VL code bases, which differ
 from transformers' ports in a few places that change the attention maps. Each difference is one
 field of :class:`AdapterOptions`; every default keeps the checkpoint's own behaviour, and the
-``reference-*`` presets of :class:`zsgrounding.pipeline.ZeroShotConfig` set them.
+``reference-*`` presets of :class:`zsgrounding.zeroshot.pipeline.ZeroShotConfig` set them.
 
 The two conversation templates below are the released code's (LLaVA's ``vicuna_v1`` and
 ``qwen_1_5`` conversation styles), reproduced as facts: the system sentence, the role names and

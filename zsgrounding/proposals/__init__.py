@@ -12,7 +12,7 @@ Model code is imported on use, so reading stored tracks never loads transformers
 """
 
 from zsgrounding.proposals.detections import FrameDetections
-from zsgrounding.proposals.source import CachedProposer, ToyProposer, make_proposer
+from zsgrounding.proposals.source import CachedProposer, make_proposer
 from zsgrounding.proposals.store import TrackStore
 
-__all__ = ["CachedProposer", "FrameDetections", "ToyProposer", "TrackStore", "make_proposer"]
+__all__ = ["CachedProposer", "FrameDetections", "TrackStore", "make_proposer"]

@@ -1,12 +1,10 @@
-"""Where a grounder's object tracks come from: the track store, extraction, or the toy world.
+"""Where a grounder's object tracks come from: the track store or extraction.
 
-A proposer is any callable ``(clip, noun_phrase, key) -> list[Track]``:
-
-- :class:`CachedProposer`: tracks from a :class:`TrackStore` file when it holds tracks made with
-  the same settings (noun phrase and sampled frames included), else extracted with Grounding
-  DINO + SAM2 / the IoU tracker and saved, so a second run never extracts again;
-- :class:`ToyProposer`: the toy world's object tracks from its ``toyworld.json`` sidecar, the
-  stand-in for a perfect detector and tracker (every object, not only the target).
+A proposer is any callable ``(clip, noun_phrase, key) -> list[Track]``. :class:`CachedProposer`
+gives tracks from a :class:`TrackStore` file when it holds tracks made with the same settings
+(noun phrase and sampled frames included), else extracts them with Grounding DINO + SAM2 / the
+IoU tracker and saves them, so a second run never extracts again. (The toy world's oracle
+proposer is :class:`zsgrounding.toy.proposer.ToyProposer`.)
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from zsgrounding.errors import DatasetError
 from zsgrounding.proposals.store import TrackStore
 from zsgrounding.types import Clip, Track
 
-__all__ = ["CachedProposer", "ToyProposer", "make_proposer"]
+__all__ = ["CachedProposer", "make_proposer"]
 
 Extract = Callable[[Clip, str], list[Track]]
 
@@ -63,40 +61,21 @@ class CachedProposer:
         return tracks
 
 
-class ToyProposer:
-    """The toy world's object tracks (all objects of the clip) from the dataset's sidecar."""
-
-    def __init__(self, toy_dir: Path | str) -> None:
-        from zsgrounding.datasets.toyworld import load_sidecar
-
-        self.videos: dict[str, Any] = load_sidecar(Path(toy_dir))["videos"]
-
-    def __call__(self, clip: Clip, noun_phrase: str = "", key: str | None = None) -> list[Track]:
-        from zsgrounding.datasets.toyworld import sidecar_tracks
-
-        if key is None or key not in self.videos:
-            raise DatasetError(f"the toy sidecar has no video {key!r}")
-        return sidecar_tracks(self.videos[key])
-
-
 def make_proposer(
     store_dir: Path | str | None = None,
-    toy_dir: Path | str | None = None,
     detector: str | None = None,
     tracker: str = "sam2",
     sam2: str | None = None,
     device: str | None = None,
     box_threshold: float = 0.25,
     text_threshold: float = 0.3,
-) -> CachedProposer | ToyProposer:
+) -> CachedProposer:
     """The proposer the command-line options describe.
 
-    A toy folder (and no store) gives its object tracks. Otherwise tracks come from the store
-    under ``store_dir`` and, for videos it lacks, from Grounding DINO + SAM2 (or the IoU tracker),
-    loaded on first use; the models default to the reference's (Grounding DINO tiny, SAM2.1 tiny).
+    Tracks come from the store under ``store_dir`` and, for videos it lacks, from Grounding DINO +
+    SAM2 (or the IoU tracker), loaded on first use; the models default to the reference's
+    (Grounding DINO tiny, SAM2.1 tiny).
     """
-    if toy_dir is not None and store_dir is None:
-        return ToyProposer(toy_dir)
     from zsgrounding.proposals.extract import ProposalConfig
 
     defaults = ProposalConfig()

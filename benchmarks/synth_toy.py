@@ -51,9 +51,10 @@ from spacevllm.synth import (
     items_from_samples,
     synthesize,
 )
+from zsgrounding.boxes import box_iou
 from zsgrounding.datasets import load_dataset
 from zsgrounding.errors import DatasetError
-from zsgrounding.metrics import box_iou, temporal_iou
+from zsgrounding.metrics import temporal_iou
 from zsgrounding.toy.detector import ToyColourDetector
 from zsgrounding.toy.world import CaptionParts, ToyWorldConfig, load_sidecar, make_dataset
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from spacevllm.config import SpaceVLLMConfig
 from spacevllm.queries import IGNORE_INDEX
+from zsgrounding.boxes import cxcywh_to_xyxy_t, paired_generalized_iou_t
 
 
 @dataclass
@@ -53,24 +54,6 @@ class SpaceVLLMLosses:
         }
 
 
-def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """``(..., 4)`` ``(cx, cy, w, h)`` -> ``(x1, y1, x2, y2)`` (the torch twin of ``zsgrounding.boxes``)."""
-    centre, size = boxes[..., :2], boxes[..., 2:]
-    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
-
-
-def paired_generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """GIoU of matching rows of ``a`` and ``b``, both ``(K, 4)`` xyxy -> ``(K,)``."""
-    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
-    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
-    lt, rb = torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    union = area_a + area_b - inter
-    iou = inter / (union + eps)
-    hull = (torch.maximum(a[:, 2:], b[:, 2:]) - torch.minimum(a[:, :2], b[:, :2])).clamp(min=0).prod(-1)
-    return iou - (hull - union) / (hull + eps)
-
-
 def box_losses(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -88,7 +71,7 @@ def box_losses(
         return zero, zero, 0
     p, t = pred[mask], target.to(pred)[mask]
     l1 = (p - t).abs().sum() / num
-    giou = (1.0 - paired_generalized_iou(cxcywh_to_xyxy(p), cxcywh_to_xyxy(t))).sum() / num
+    giou = (1.0 - paired_generalized_iou_t(cxcywh_to_xyxy_t(p), cxcywh_to_xyxy_t(t))).sum() / num
     return l1, giou, num
 
 

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from zsgrounding.boxes import box_iou, box_iou_matrix
 from zsgrounding.metrics import (
-    box_iou,
-    box_iou_matrix,
     evaluate,
     evaluate_temporal,
     evaluated_frames,

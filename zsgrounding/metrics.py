@@ -33,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from zsgrounding.boxes import box_iou
 from zsgrounding.types import GroundTruth, Tube
 
 FrameSet = Literal["tubedetr", "all"]
@@ -41,35 +42,6 @@ Protocol = Literal["tubedetr", "cgstvg"]
 TUBEDETR_FPS = 5.0
 TUBEDETR_MAX_FRAMES = 200
 DEFAULT_THRESHOLDS = (0.3, 0.5)
-
-
-# --------------------------------------------------------------------------- boxes
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise IoU of paired ``xyxy`` boxes.
-
-    Args:
-        a, b: ``(..., 4)`` boxes, broadcastable against each other.
-
-    Returns:
-        ``(...)`` IoU in [0, 1]; 0 where the union is empty.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area_a + area_b - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU: ``(N, 4)`` x ``(M, 4)`` -> ``(N, M)``."""
-    return box_iou(np.asarray(a, dtype=np.float64)[:, None, :], np.asarray(b, dtype=np.float64)[None, :, :])
 
 
 # --------------------------------------------------------------------------- spans

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from zsgrounding.boxes import box_iou_matrix as iou_matrix
 from zsgrounding.proposals.detections import FrameDetections
-from zsgrounding.proposals.tracker import IoUTracker, IoUTrackerConfig, iou_matrix
+from zsgrounding.proposals.tracker import IoUTracker, IoUTrackerConfig
 from zsgrounding.toy.world import generate_one, object_tracks
 
 

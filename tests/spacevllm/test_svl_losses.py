@@ -13,9 +13,9 @@ from spacevllm.losses import (
     combine,
     lm_loss,
     lm_loss_from_labels,
-    paired_generalized_iou,
     spacevllm_losses,
 )
+from zsgrounding.boxes import paired_generalized_iou_t as paired_generalized_iou
 
 # Frame 0: centred boxes of side 0.2 (pred) and 0.4 (GT): L1 = 0.2 + 0.2 = 0.4, IoU = GIoU =
 # 0.04 / 0.16 = 0.25. Frame 1: disjoint sides 0.2 at (0.2, 0.2) and (0.7, 0.7): L1 = 1.0,

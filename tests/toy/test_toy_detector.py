@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from zsgrounding.metrics import box_iou
+from zsgrounding.boxes import box_iou
 from zsgrounding.proposals.detections import FrameDetections
 from zsgrounding.toy.detector import (
     FILL_RATIOS,

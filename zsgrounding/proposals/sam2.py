@@ -32,7 +32,7 @@ from PIL import Image
 from transformers import Sam2VideoModel
 from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 
-from zsgrounding.metrics import box_iou_matrix
+from zsgrounding.boxes import box_iou_matrix
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, read_json
 from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from zsgrounding.boxes import box_iou_matrix
 from zsgrounding.proposals.detections import FrameDetections
 from zsgrounding.types import Track
 
@@ -77,18 +78,6 @@ class IoUTrackerConfig:
             problems.append(f"min_hits {self.min_hits} must be at least 1")
         if problems:
             raise ValueError("invalid IoUTrackerConfig: " + "; ".join(problems))
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of pixel ``xyxy`` boxes ``a (N, 4)`` and ``b (M, 4)`` -> ``(N, M)``."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0.0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _assign(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -176,9 +165,9 @@ class IoUTracker:
             free = [i for i in range(len(live)) if i not in matched]
             if not free or pool.size == 0:
                 continue
-            iou = iou_matrix(last[free], det.boxes[pool])
+            iou = box_iou_matrix(last[free], det.boxes[pool])
             if predicted is not None:
-                iou = np.maximum(iou, iou_matrix(predicted[free], det.boxes[pool]))
+                iou = np.maximum(iou, box_iou_matrix(predicted[free], det.boxes[pool]))
             for r, c in _assign(iou, cfg.iou_threshold):
                 k = int(pool[c])
                 live[free[r]].add(det.frame_id, det.boxes[k], float(det.scores[k]), det.labels[k])
@@ -226,4 +215,4 @@ class IoUTracker:
         )
 
 
-__all__ = ["IoUTracker", "IoUTrackerConfig", "iou_matrix"]
+__all__ = ["IoUTracker", "IoUTrackerConfig"]

@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from zsgrounding.metrics import box_iou
+from zsgrounding.boxes import box_iou
 from zsgrounding.tubes import Weighting, box_coverage, score_tracks
 from zsgrounding.types import Track
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
+from zsgrounding.atomic import write_text_atomic
 from zsgrounding.datasets import RefExpr, load_dataset, load_refcoco
 from zsgrounding.errors import DatasetError, STVGError
 from zsgrounding.types import GroundTruth, Sample, Tube
@@ -324,15 +324,7 @@ def write_records(path: Path | str, records: Iterable[Record]) -> Path:
             lines.append(json.dumps(record.to_json(_media_text(record.media, folder)), ensure_ascii=False))
         except TypeError as err:
             raise ValueError(f"record {record.id!r}: meta is not JSON-serialisable ({err})") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_text_atomic(p, "".join(line + "\n" for line in lines))
 
 
 # ---------------------------------------------------------------------------------------- converters

@@ -24,6 +24,7 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     tmp = Path(name)
     try:
         write(tmp)
+        _fsync(tmp)  # the bytes reach the disk before the name points at them
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -39,3 +40,11 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from zsgrounding.atomic import write_text_atomic
 from zsgrounding.errors import PredictionError
 from zsgrounding.types import MAX_FRAME, Tube
 
@@ -114,9 +115,4 @@ def _warn_outside_span(path: Path, tubes: Mapping[str, Tube]) -> None:
 
 def save_predictions(predictions: Mapping[str, Tube], path: str | os.PathLike[str]) -> Path:
     """Write predictions atomically (a partial file never replaces a good one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({k: t.to_json() for k, t in predictions.items()}))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps({k: t.to_json() for k, t in predictions.items()}))

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from zsgrounding.atomic import write_text_atomic
 from zsgrounding.errors import STVGError
 from zsgrounding.types import Sample
 
@@ -113,9 +114,7 @@ def check_run(out: Path, record: dict[str, Any], resume: bool, force: bool, writ
             warnings.warn(f"resuming {out} although {', '.join(keys[:6])} changed (forced)", stacklevel=3)
         record = {**record, "samples": {**saved.get("samples", {}), **record["samples"]}}
     if write:
-        tmp = path.with_name(f".{RUN_FILE}.tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(record, indent=1) + "\n")
 
 
 class RunLock:

@@ -52,6 +52,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from tqdm import tqdm
 
+from zsgrounding.atomic import write_text_atomic
 from zsgrounding.errors import STVGError
 from zsgrounding.metrics import FrameSet, evaluate
 from zsgrounding.metrics import Protocol as EvalProtocol
@@ -301,12 +302,6 @@ def _append(fh: IO[bytes], record: dict[str, Any]) -> None:
     os.fsync(fh.fileno())
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------- merge
 
 
@@ -335,7 +330,7 @@ def merge_results(
     if missing:
         logger.warning("%d of %d samples have no result line yet", len(missing), len(samples))
     paths = {"merged": out / MERGED_FILE, "predictions": out / PREDICTIONS_FILE}
-    _write_atomic(paths["merged"], "".join(json.dumps(r) + "\n" for r in merged))
+    write_text_atomic(paths["merged"], "".join(json.dumps(r) + "\n" for r in merged))
     predictions: dict[str, Tube] = {
         r["id"]: tube_from_json(r["id"], r["tube"]) for r in merged if not is_error(r)
     }
@@ -349,12 +344,12 @@ def merge_results(
         return MergeResult(merged, failed, missing, None, paths)
     report = evaluate(predictions, gts, frames=frames, protocol=protocol).report()
     stored = report if settings is None else {**report, "settings": settings}
-    _write_atomic(metrics_paths["metrics_json"], json.dumps(stored, indent=2, default=str) + "\n")
+    write_text_atomic(metrics_paths["metrics_json"], json.dumps(stored, indent=2, default=str) + "\n")
     header = (
         f"{len(gts)} samples with ground truth, {len(failed)} failed, {len(missing)} without a result; "
         f"protocol {protocol}, frames {frames}; percent.\n\n"
     )
-    _write_atomic(metrics_paths["metrics_md"], header + markdown_table(stvg_rows(report, name)) + "\n")
+    write_text_atomic(metrics_paths["metrics_md"], header + markdown_table(stvg_rows(report, name)) + "\n")
     return MergeResult(merged, failed, missing, report, {**paths, **metrics_paths})
 
 

@@ -13,8 +13,6 @@ File schema (``version`` 1)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
@@ -23,6 +21,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from zsgrounding.atomic import write_text_atomic
 from zsgrounding.errors import DatasetError
 from zsgrounding.proposals.rle import decode as decode_rle
 from zsgrounding.proposals.rle import encode as encode_rle
@@ -164,18 +163,7 @@ class TrackStore:
         # allow_nan=False: a NaN box is a bug upstream, and would make the file non-standard JSON
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
         path = self.path(video_key)
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{path.stem[:40]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text_atomic(path, text + "\n")
 
 
 __all__ = ["FORMAT", "VERSION", "TrackStore", "file_stem"]

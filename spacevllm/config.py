@@ -1,6 +1,6 @@
 """Configuration of SpaceVLLM: query tokens, decoder, space head, losses, prompts, sampling.
 
-The paper (seeds 000/001) leaves many details open. Every such decision is a field here, with
+The paper (*SpaceVLLM*, arXiv 2503.13983) leaves many details open. Every such decision is a field here, with
 the default this implementation picked and why; the Table 7 ablations are flags:
 
 =============================  ===================================================

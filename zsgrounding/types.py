@@ -1,6 +1,6 @@
 """The toolkit's shared value types.
 
-Conventions (see design.md): frames are named by their native index in the video (0-based int);
+Conventions (docs/design.md): frames are named by their native index in the video (0-based int);
 spans are half-open ``[start, end)`` in native frame indices; boxes are pixel ``xyxy`` floats in
 the frame's native resolution, with no +1 convention. Seconds only appear at the edges.
 """

@@ -145,7 +145,9 @@ def test_import_dir_into_store(tmp_path):
     assert reference_stem("55_vfjywN5CN0Y.mp4") == "55_vfjywN5CN0Y"
     videos = {"55_vfjywN5CN0Y": VideoInfo("55_vfjywN5CN0Y.mp4", 30, 16, 12)}
     assert import_reference_dir(src, store, videos=videos) == 1  # "other" is not in `videos`
-    tracks = store.load("55_vfjywN5CN0Y.mp4", {"source": "seed-003 reference proposals"})
+    tracks = store.load(
+        "55_vfjywN5CN0Y.mp4", {"source": "reference proposals of the released zero-shot code"}
+    )
     assert [t.label for t in tracks] == ["person", "car"]
     np.testing.assert_array_equal(tracks[0].boxes, [[4.0, 2.0, 10.0, 6.0], [6.0, 4.0, 14.0, 10.0]])
     np.testing.assert_array_equal(tracks[0].masks[0], person_masks[0].repeat(2, 0).repeat(2, 1))

@@ -35,7 +35,7 @@ from zsgrounding.proposals.store import TrackStore
 from zsgrounding.types import Track
 
 TRACK_ITEMS = ("id", "boxes", "masks", "class name", "box format", "image width", "image height")
-DEFAULT_SETTINGS: dict[str, Any] = {"source": "seed-003 reference proposals"}
+DEFAULT_SETTINGS: dict[str, Any] = {"source": "reference proposals of the released zero-shot code"}
 
 
 class VideoInfo(NamedTuple):

@@ -18,9 +18,10 @@ from tiny_models import save_tiny_llava
 
 from zsgrounding import assets
 from zsgrounding.baselines import BASELINES, BaselineGrounder, target_track_only
-from zsgrounding.compare import _PeakRSS, compare_paradigms, tube_agreement
+from zsgrounding.compare import compare_paradigms, tube_agreement
 from zsgrounding.datasets import load_dataset
 from zsgrounding.errors import STVGError
+from zsgrounding.measure import PeakRSS as _PeakRSS
 from zsgrounding.metrics import evaluate
 from zsgrounding.predictions import load_predictions
 from zsgrounding.toy.world import ToyWorldConfig, load_sidecar, make_dataset, sidecar_tracks

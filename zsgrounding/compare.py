@@ -10,25 +10,13 @@ tracks_for=...)``:
 * every grounder runs through :func:`zsgrounding.runner.run_dataset` in ``out_dir/<name>/``:
   streamed JSONL, resumable, ``predictions.json`` and ``metrics.json`` per grounder;
 * per sample the wall time and the peak memory growth of the grounder's call are recorded in
-  the result line's ``extras["compare"]`` (so a resumed comparison still knows them);
+  the result line's ``extras["compare"]`` (so a resumed comparison still knows them); how they
+  are measured is in :mod:`zsgrounding.measure`. The proposals are shared, so their cost is
+  charged to no grounder;
 * the tubes are scored by the one evaluator, :func:`zsgrounding.metrics.evaluate`, against the
   samples' ground truth, and against each other (the agreement matrix);
 * the :class:`Comparison` is saved as ``comparison.md``, ``comparison.json``,
-  ``metric_bars.png`` and ``scatter_<a>_vs_<b>.png``.
-
-Cost measurements (per sample, ``extras["compare"]``):
-
-* ``seconds``: wall time of the grounder's ``ground_sample`` call. The proposals are shared, so
-  their cost is charged to no grounder; a model a grounder loads lazily (``ZeroShotGrounder``'s
-  ``adapter``) is loaded before the first call, outside the clock.
-* ``peak_mb``: how far memory rose above its level at the call's start, in MiB. On CUDA (when
-  torch has initialised it): ``torch.cuda.max_memory_allocated()`` after a
-  ``reset_peak_memory_stats()``, minus the memory allocated at the start (current device only).
-  On CPU: the peak growth of the process's resident set, sampled from ``/proc/self/statm`` by a
-  background thread every ~5 ms; approximate (a spike shorter than the interval can be missed,
-  and memory the allocator keeps from earlier calls is not counted again). ``tracemalloc`` is
-  not used because torch's CPU tensors are not allocated through Python's allocator, so it
-  would miss nearly all of a model's memory. Without ``/proc`` the value is ``None``.
+  ``metric_bars.png`` and ``scatter_<a>_vs_<b>.png`` (drawn by :mod:`zsgrounding.viz.plots`).
 
 One process only: under ``torch.distributed`` use ``stvg eval`` per grounder instead.
 """
@@ -37,11 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +34,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from zsgrounding.atomic import write_text_atomic
+from zsgrounding.measure import EXTRAS_KEY, MeasuredGrounder
 from zsgrounding.metrics import TUBEDETR_FPS, FrameSet, evaluate
 from zsgrounding.metrics import Protocol as EvalProtocol
 from zsgrounding.predictions import load_predictions, tube_from_json
 from zsgrounding.report import markdown_table
 from zsgrounding.runner import Grounder, RunConfig, is_error, load_results, run_dataset
-from zsgrounding.types import GroundingResult, GroundTruth, Sample, Track, Tube
+from zsgrounding.types import GroundTruth, Sample, Track, Tube
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -76,111 +62,9 @@ MARKDOWN_FILE = "comparison.md"
 JSON_FILE = "comparison.json"
 BARS_FILE = "metric_bars.png"
 MAX_ALL_PAIRS = 4  # up to this many grounders every pair gets a scatter plot, else first vs rest
-_MIB = float(1 << 20)
 
 
-# ------------------------------------------------------------------------------- measurement
-
-
-class _PeakRSS:
-    """Approximate peak growth of the resident set during a ``with`` block (see the module docstring)."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.peak_bytes: int | None = None
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start = 0
-        self._max = 0
-
-    def _rss(self) -> int | None:
-        try:
-            with open("/proc/self/statm", "rb") as fh:
-                return int(fh.read().split()[1]) * self._page
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            rss = self._rss()
-            if rss is not None and rss > self._max:
-                self._max = rss
-
-    def __enter__(self) -> _PeakRSS:
-        start = self._rss()
-        if start is not None:
-            self._start = self._max = start
-            self._thread = threading.Thread(target=self._watch, name="peak-rss", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        end = self._rss()
-        self.peak_bytes = max(self._max, end or 0) - self._start
-
-
-def _cuda_in_use() -> Any:
-    """``torch.cuda`` when torch is loaded and CUDA initialised, else ``None`` (torch is not imported here)."""
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
-        return None
-    return torch.cuda
-
-
-class _Measured:
-    """A grounder seen by :func:`run_dataset`: shared tracks in, time and peak memory out."""
-
-    def __init__(self, name: str, grounder: Grounder, tracks: _SharedTracks | None) -> None:
-        self.name = name
-        self.grounder = grounder
-        self.tracks = tracks
-        self._warm = False
-
-    @property
-    def config(self) -> Any:
-        """The wrapped grounder's settings (recorded in the run's ``metrics.json``)."""
-        return getattr(self.grounder, "config", None)
-
-    def _warm_up(self) -> None:
-        # A lazily loaded model would otherwise put its loading into the first sample's time.
-        if not self._warm:
-            getattr(self.grounder, "adapter", None)
-            self._warm = True
-
-    def ground_sample(self, sample: Sample) -> GroundingResult:
-        kwargs: dict[str, Any] = {}
-        if self.tracks is not None:
-            kwargs["tracks"] = self.tracks.get(sample)
-        self._warm_up()
-        cuda = _cuda_in_use()
-        if cuda is not None:
-            cuda.synchronize()
-            before = cuda.memory_allocated()
-            cuda.reset_peak_memory_stats()
-        with _PeakRSS() as rss:
-            tick = time.perf_counter()
-            result = self.grounder.ground_sample(sample, **kwargs)
-            if cuda is not None:
-                cuda.synchronize()  # the kernels belong to this call
-            seconds = time.perf_counter() - tick
-        rss_mb = None if rss.peak_bytes is None else rss.peak_bytes / _MIB
-        cost: dict[str, Any] = {"seconds": seconds, "rss_peak_mb": rss_mb}
-        if cuda is not None:
-            cost.update(
-                cuda_peak_mb=(cuda.max_memory_allocated() - before) / _MIB,
-                cuda_peak_total_mb=cuda.max_memory_allocated() / _MIB,
-                peak_mb=(cuda.max_memory_allocated() - before) / _MIB,
-                memory="cuda",
-            )
-        else:
-            cost.update(peak_mb=rss_mb, memory="rss" if rss_mb is not None else None)
-        result.extras["compare"] = cost
-        return result
+# ------------------------------------------------------------------------------- shared tracks
 
 
 class _SharedTracks:
@@ -424,11 +308,17 @@ class Comparison:
         """
         paths = self.file_paths(out_dir)
         paths["markdown"].parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(paths["markdown"], self.to_markdown())
-        _write_atomic(paths["json"], json.dumps(self.to_json(), indent=1) + "\n")
-        self._plot_bars(paths["bars"])
+        write_text_atomic(paths["markdown"], self.to_markdown())
+        write_text_atomic(paths["json"], json.dumps(self.to_json(), indent=1) + "\n")
+        # Imported here: matplotlib and Pillow load only when a comparison is saved.
+        from zsgrounding.viz.plots import plot_metric_bars, plot_viou_scatter
+
+        title = f"{len(self.ids)} samples, protocol {self.protocol}"
+        plot_metric_bars(
+            paths["bars"], {name: run.metrics for name, run in self.runs.items()}, METRIC_COLUMNS, title
+        )
         for a, b in self.scatter_pairs():
-            self._plot_scatter(paths[f"scatter:{a}:{b}"], a, b)
+            plot_viou_scatter(paths[f"scatter:{a}:{b}"], a, self.runs[a].viou, b, self.runs[b].viou)
         return paths
 
     def file_paths(self, out_dir: Path | str) -> dict[str, Path]:
@@ -439,42 +329,6 @@ class Comparison:
         for a, b in self.scatter_pairs():
             paths[f"scatter:{a}:{b}"] = out / f"scatter_{slugs[a]}_vs_{slugs[b]}.png"
         return paths
-
-    # ------------------------------------------------------------------ plots
-
-    def _plot_bars(self, path: Path) -> None:
-        fig, ax = _figure((1.2 * len(METRIC_COLUMNS) + 0.3 * len(self.runs) + 2, 3.6))
-        width = 0.8 / max(len(self.runs), 1)
-        x = np.arange(len(METRIC_COLUMNS))
-        for k, (name, run) in enumerate(self.runs.items()):
-            values = [float(run.metrics.get(c, 0.0) or 0.0) for c in METRIC_COLUMNS]
-            bars = ax.bar(x - 0.4 + (k + 0.5) * width, values, width, label=name)
-            ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
-        ax.set_xticks(x, METRIC_COLUMNS)
-        ax.set_ylabel("percent")
-        ax.set_ylim(0, 105)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
-        ax.set_title(f"{len(self.ids)} samples, protocol {self.protocol}", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-
-    def _plot_scatter(self, path: Path, a: str, b: str) -> None:
-        fig, ax = _figure((4.2, 4.2))
-        xa, yb = self.runs[a].viou, self.runs[b].viou
-        ok = np.isfinite(xa) & np.isfinite(yb)
-        ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="equal")
-        ax.scatter(xa[ok], yb[ok], s=14, alpha=0.7)
-        above, below = int((yb[ok] > xa[ok]).sum()), int((yb[ok] < xa[ok]).sum())
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"{a}: vIoU")
-        ax.set_ylabel(f"{b}: vIoU")
-        ax.grid(alpha=0.3)
-        ax.set_title(f"per sample ({int(ok.sum())}): {b} better {above}, {a} better {below}", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, format="png")
 
 
 # ------------------------------------------------------------------------------- run
@@ -557,7 +411,8 @@ def compare_paradigms(
         config = RunConfig(
             out_dir=dirs[name], resume=resume, progress=progress, frames=frames, protocol=protocol
         )
-        run_dataset(samples, _Measured(name, grounder, shared), config)
+        tracks = None if shared is None else shared.get
+        run_dataset(samples, MeasuredGrounder(name, grounder, tracks), config)
 
     comparison = _collect(samples, {name: dirs[name] for name in grounders}, frames, protocol)
     comparison.save(out)
@@ -584,7 +439,7 @@ def _collect(
             if record is None:
                 continue
             i = index[sample_id]
-            cost = record.get("extras", {}).get("compare", {}) if not is_error(record) else {}
+            cost = record.get("extras", {}).get(EXTRAS_KEY, {}) if not is_error(record) else {}
             seconds[i] = _float(cost.get("seconds", record.get("seconds")))
             peak[i] = _float(cost.get("peak_mb"))
             if cost.get("memory"):
@@ -672,16 +527,6 @@ def load_comparison(out_dir: Path | str) -> Comparison:
 # ------------------------------------------------------------------------------- helpers
 
 
-def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
-    # The object API on an explicit Agg canvas (as viz.py): no pyplot, no global backend state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=100)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
 def _nan_stat(fn: Callable[[np.ndarray], Any], values: np.ndarray) -> float | None:
     finite = values[np.isfinite(values)]
     return float(fn(finite)) if finite.size else None
@@ -709,9 +554,3 @@ def _json_floats(values: np.ndarray) -> list[float | None]:
 
 def _array(values: Sequence[float | None]) -> np.ndarray:
     return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

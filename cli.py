@@ -11,11 +11,16 @@ from pathlib import Path
 
 import click
 
+from zsgrounding.apps.cli_options import (
+    STVG_DATASETS,
+    dataset_options,
+    layer_window,
+    model_options,
+    protocol_options,
+    zero_shot_options,
+)
 from zsgrounding.errors import STVGError
 from zsgrounding.zeroshot.presets import DATASET_PRESETS
-from zsgrounding.zeroshot.presets import PRESETS as PRESET_NAMES
-
-STVG_DATASETS = ("hcstvg-v1", "hcstvg-v2", "vidstg", "toy")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,25 +30,6 @@ def cli() -> None:
 
     The default world is the embedded toy world: `stvg demo` runs end to end with no download.
     """
-
-
-def protocol_options(fn):
-    """--frames and --protocol: how the evaluator scores (shared by `score` and `compare`)."""
-    frames = click.option(
-        "--frames",
-        type=click.Choice(["tubedetr", "all"]),
-        default="tubedetr",
-        show_default=True,
-        help="Evaluated frames: TubeDETR's 5 fps sampling, or every native frame.",
-    )
-    protocol = click.option(
-        "--protocol",
-        type=click.Choice(["tubedetr", "cgstvg"]),
-        default="tubedetr",
-        show_default=True,
-        help="cgstvg: every native frame, interpolated boxes, GT end one frame short (CG-STVG's evaluator).",
-    )
-    return frames(protocol(fn))
 
 
 @cli.command()
@@ -222,185 +208,6 @@ def demo(out: Path, count: int, seed: int, threads: int, quiet: bool) -> None:
 # --------------------------------------------------------------------------- training-free grounding
 
 
-def _layer_window(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        lo, hi = (int(v) for v in value.split(":"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not LO:HI (e.g. 6:25)") from None
-    if not 0 <= lo < hi:
-        raise click.BadParameter(f"{value!r}: need 0 <= LO < HI")
-    return lo, hi
-
-
-def dataset_options(fn):
-    """--dataset, --gt, --videos, --vidor-dir: an annotated dataset (shared by `eval` and `compare`)."""
-    options = [
-        click.option(
-            "--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt."
-        ),
-        click.option(
-            "--gt",
-            "gt_path",
-            type=click.Path(exists=True, path_type=Path),
-            required=True,
-            help="Annotation file.",
-        ),
-        click.option(
-            "--videos",
-            type=click.Path(exists=True, file_okay=False, path_type=Path),
-            default=None,
-            help="Video folder (toy: defaults to the dataset's own videos/).",
-        ),
-        click.option(
-            "--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def zero_shot_options(fn):
-    """Options of the training-free grounder and ``--method``, shared by `ground` and `eval`."""
-    method = click.option(
-        "--method",
-        type=click.Choice(["zero-shot", "spacevllm"]),
-        default="zero-shot",
-        show_default=True,
-        help="Training-free grounding with --model, or a fine-tuned SpaceVLLM --checkpoint.",
-    )
-    return method(model_options(fn))
-
-
-def model_options(fn):
-    """The grounders' model, frame, proposal and decomposition options (`compare` has no --method)."""
-    options = [
-        click.option(
-            "--checkpoint",
-            type=click.Path(exists=True, file_okay=False, path_type=Path),
-            default=None,
-            help="SpaceVLLM checkpoint folder (with --method spacevllm).",
-        ),
-        click.option(
-            "--model",
-            default="toy",
-            show_default=True,
-            help="MLLM checkpoint: local folder or hub id ('toy': the shipped toy-world model).",
-        ),
-        click.option("--family", default=None, help="Force the adapter family (else read from the config)."),
-        click.option(
-            "--preset",
-            type=click.Choice([*PRESET_NAMES, "none"]),
-            default=None,
-            help="Zero-shot settings: the released code's for a dataset, or the paper's; 'none': this "
-            "toolkit's own defaults. Flags given explicitly override the preset. [ground: "
-            "reference-hcstvg-v2; eval / compare: the dataset's reference preset, none for toy]",
-        ),
-        click.option(
-            "--num-frames",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Frames sampled per video [zero-shot: 20; spacevllm: its checkpoint's setting].",
-        ),
-        click.option(
-            "--gti",
-            type=click.Choice(["max_activation", "mean", "fixed"]),
-            default="max_activation",
-            show_default=True,
-            help="Grounding token: highest visual activation, mean of all, or a fixed one.",
-        ),
-        click.option("--fixed-index", type=int, default=-1, show_default=True, help="Token for --gti fixed."),
-        click.option("--spatial-prompt/--no-spatial-prompt", default=True, show_default=True),
-        click.option("--temporal-prompt/--no-temporal-prompt", default=True, show_default=True),
-        click.option(
-            "--tas/--no-tas", default=True, show_default=True, help="Temporal-augmented assembling."
-        ),
-        click.option(
-            "--relative/--no-relative",
-            default=False,
-            show_default=True,
-            help="Divide maps by those of the prompt 'please describe this video'.",
-        ),
-        click.option(
-            "--layers", callback=_layer_window, default=None, help="Layer window LO:HI (default all)."
-        ),
-        click.option("--lra-steps", type=click.IntRange(min=0), default=2, show_default=True),
-        click.option("--lra-step-size", type=float, default=8.0, show_default=True),
-        click.option(
-            "--span-frames",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Frames of the temporal window (default half the sampled frames).",
-        ),
-        click.option("--device", default=None, help="torch device of the MLLM (default CPU)."),
-        click.option("--dtype", default=None, help="torch dtype of the MLLM, e.g. bfloat16."),
-        click.option(
-            "--proposals",
-            "proposals_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Track store folder: tracks are read from it, or extracted and saved into it.",
-        ),
-        click.option("--detector", default=None, help="Grounding DINO checkpoint (folder or hub id)."),
-        click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True),
-        click.option("--sam2", "sam2_model", default=None, help="SAM2 video checkpoint (folder or hub id)."),
-        click.option(
-            "--decompositions",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            default=None,
-            help="The reference's gpt4_decompose_attr_action.json (else LLM endpoint, else rules).",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
-    """The grounder ``--method`` names, built from the shared options."""
-    if opts["method"] == "spacevllm":
-        if opts["checkpoint"] is None:
-            raise click.UsageError("--method spacevllm needs --checkpoint DIR (a fine-tuned SpaceVLLM)")
-        return _spacevllm(opts, opts["checkpoint"])
-    return _zero_shot(opts, out, toy_dir)
-
-
-def _spacevllm(opts: dict, checkpoint: str | Path, scorer=None, sampling: str = "centres"):
-    """A SpaceVLLM grounder from a checkpoint folder."""
-    from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
-    from spacevllm.model import SpaceVLLM
-
-    model = SpaceVLLM.from_pretrained(checkpoint, dtype=opts["dtype"], device=opts["device"])
-    config = SpaceVLLMGrounderConfig(num_frames=opts["num_frames"], sampling=sampling)
-    return SpaceVLLMGrounder(model, config, scorer=scorer)
-
-
-def _zero_shot(opts: dict, out: Path | None, toy_dir: Path | None = None):
-    """Build the training-free grounder the shared options describe."""
-    from zsgrounding.zeroshot.pipeline import ZeroShotGrounder
-
-    grounder = ZeroShotGrounder(
-        _zero_shot_config(opts), decomposer=_decomposer(opts, out), proposer=_proposer(opts, out, toy_dir)
-    )
-    grounder.check()  # option errors now, not once per sample
-    return grounder
-
-
-# Options that set a ZeroShotConfig field of the same name when given explicitly.
-_CONFIG_FLAGS = (
-    "num_frames",
-    "gti",
-    "fixed_index",
-    "spatial_prompt",
-    "temporal_prompt",
-    "tas",
-    "layers",
-    "relative",
-)
-
-
 def _explicit(opts: dict) -> set[str]:
     """The options of ``opts`` the user gave on the command line (or in the environment)."""
     ctx = click.get_current_context()
@@ -408,99 +215,15 @@ def _explicit(opts: dict) -> set[str]:
     return {name for name in opts if ctx.get_parameter_source(name) in given}
 
 
-def _zero_shot_config(opts: dict):
-    """The :class:`ZeroShotConfig` of the shared options: the preset (``opts["preset"]``, else
-    ``opts["default_preset"]``), with every explicitly given flag on top; no preset: the flags'
-    own defaults."""
-    from dataclasses import replace
-
-    from zsgrounding.tubes import TubeScorerConfig
-    from zsgrounding.zeroshot.lra import LRAConfig
-    from zsgrounding.zeroshot.pipeline import ZeroShotConfig
-
-    preset = opts.get("preset") or opts.get("default_preset")
-    if preset and preset != "none":
-        explicit = _explicit(opts)
-        config = ZeroShotConfig.preset(
-            preset,
-            model=opts["model"],
-            family=opts["family"],
-            dtype=opts["dtype"],
-            device=opts["device"],
-        )
-        changes = {name: opts[name] for name in _CONFIG_FLAGS if name in explicit}
-        if "lra_steps" in explicit or "lra_step_size" in explicit:
-            changes["lra"] = replace(
-                config.lra,
-                steps=opts["lra_steps"] if "lra_steps" in explicit else config.lra.steps,
-                step_size=opts["lra_step_size"] if "lra_step_size" in explicit else config.lra.step_size,
-            )
-        if "span_frames" in explicit:
-            changes["scorer"] = replace(config.scorer, span_frames=opts["span_frames"])
-        return config.ablation(**changes) if changes else config
-    return ZeroShotConfig(
-        model=opts["model"],
-        family=opts["family"],
-        num_frames=opts["num_frames"] or 20,
-        gti=opts["gti"],
-        fixed_index=opts["fixed_index"],
-        spatial_prompt=opts["spatial_prompt"],
-        temporal_prompt=opts["temporal_prompt"],
-        tas=opts["tas"],
-        layers=opts["layers"],
-        relative=opts["relative"],
-        lra=LRAConfig(steps=opts["lra_steps"], step_size=opts["lra_step_size"]),
-        scorer=TubeScorerConfig(span_frames=opts["span_frames"]),
-        dtype=opts["dtype"],
-        device=opts["device"],
-    )
+def _notify(line: str) -> None:
+    click.echo(f"stvg: {line}", err=True)
 
 
-def _decomposer(opts: dict, out: Path | None):
-    """Query decomposition: the reference's file, an LLM endpoint, or offline rules; cached in OUT."""
-    from zsgrounding.zeroshot.decompose import Decomposer
+def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
+    """The grounder ``--method`` names, built from the shared options."""
+    from zsgrounding.apps.factory import grounder_for
 
-    cache = out / "decompositions.json" if out is not None else None
-    return Decomposer.from_env(
-        cache_path=cache,
-        reference_path=opts["decompositions"],
-        notify=lambda line: click.echo(f"stvg: {line}", err=True),
-    )
-
-
-def _proposer(opts: dict, out: Path | None, toy_dir: Path | None = None):
-    """Object tracks: the toy world's own, or the track store (``--proposals``, else OUT/tracks)."""
-    from zsgrounding.proposals.source import make_proposer
-    from zsgrounding.toy.proposer import ToyProposer
-
-    if toy_dir is not None and opts["proposals_dir"] is None:
-        return ToyProposer(toy_dir)
-    return make_proposer(
-        store_dir=opts["proposals_dir"] or (out / "tracks" if out is not None else None),
-        detector=opts["detector"],
-        tracker=opts["tracker"],
-        sam2=opts["sam2_model"],
-        device=opts["device"],
-    )
-
-
-def _load_stvg(
-    dataset: str, gt_path: Path, videos: Path | None, vidor_dir: Path | None, max_samples: int | None
-):
-    """``(samples, toy_dir)``: the first ``max_samples`` samples of an STVG dataset, and its toy
-    folder when ``dataset`` is the toy world (its object tracks are the proposals)."""
-    from zsgrounding.datasets import load_dataset
-
-    kw: dict[str, object] = {}
-    if videos is not None:
-        kw["video_root"] = videos
-    if dataset == "vidstg":
-        kw["vidor_dir"] = vidor_dir
-    samples = load_dataset(dataset, gt_path, **kw)
-    if max_samples is not None:
-        samples = samples[:max_samples]
-    toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
-    return samples, toy_dir
+    return grounder_for(opts, out, toy_dir, explicit=_explicit(opts), notify=_notify)
 
 
 @cli.command()
@@ -583,10 +306,11 @@ def eval_(
 
     Under `torchrun --nproc_per_node=N` each rank takes every N-th sample; rank 0 merges and scores.
     """
+    from zsgrounding.apps.factory import load_stvg
     from zsgrounding.report import markdown_table, stvg_rows
     from zsgrounding.runner import RunConfig, run_dataset
 
-    samples, toy_dir = _load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
+    samples, toy_dir = load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
     grounder = _grounder({**opts, "default_preset": DATASET_PRESETS.get(dataset)}, out, toy_dir)
     run = RunConfig(
         out_dir=out,
@@ -609,179 +333,15 @@ def eval_(
 
 # --------------------------------------------------------------------------- comparison
 
-DEFAULT_COMPARE = ("zero-shot", "spacevllm", "colour")
-COMPARE_KINDS = ("zero-shot", "spacevllm", "centre", "colour", "oracle-track")
-_BOOL_WORDS = dict.fromkeys(("true", "on", "yes", "1"), True) | dict.fromkeys(
-    ("false", "off", "no", "0"), False
-)
-
-
-def _flag_bool(text: str) -> bool:
-    if text.lower() not in _BOOL_WORDS:
-        raise ValueError("expected true or false")
-    return _BOOL_WORDS[text.lower()]
-
-
-def _flag_int(lowest: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < lowest:
-            raise ValueError(f"expected an integer >= {lowest}")
-        return value
-
-    return parse
-
-
-def _flag_choice(*choices: str):
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _flag_layers(text: str) -> tuple[int, int] | None:
-    if text.lower() in ("all", "none"):
-        return None
-    lo, hi = (int(v) for v in text.split(":"))
-    if not 0 <= lo < hi:
-        raise ValueError("need 0 <= LO < HI")
-    return lo, hi
-
-
-# The ablation flags of `zero-shot:<flag>=<value>,...`: the zero-shot options, spelt with _ or -.
-ABLATION_FLAGS = {
-    "gti": _flag_choice("max_activation", "mean", "fixed"),
-    "fixed_index": int,
-    "spatial_prompt": _flag_bool,
-    "temporal_prompt": _flag_bool,
-    "tas": _flag_bool,
-    "relative": _flag_bool,
-    "layers": _flag_layers,
-    "num_frames": _flag_int(1),
-    "lra_steps": _flag_int(0),
-    "lra_step_size": float,
-    "span_frames": _flag_int(1),
-}
-
-
-def _parse_grounder_spec(spec: str) -> tuple[str, dict]:
-    """``"zero-shot:tas=false,gti=mean"`` -> ``("zero-shot", {"tas": False, "gti": "mean"})``."""
-    kind, _, flags = spec.strip().partition(":")
-    if kind not in COMPARE_KINDS:
-        raise click.BadParameter(
-            f"{spec!r}: unknown grounder {kind!r}; use one of {', '.join(COMPARE_KINDS)}"
-        )
-    if not flags:
-        return kind, {}
-    if kind != "zero-shot":
-        raise click.BadParameter(f"{spec!r}: only zero-shot takes flags (zero-shot:<flag>=<value>,...)")
-    changes: dict = {}
-    for item in flags.split(","):
-        key, eq, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not value.strip():
-            raise click.BadParameter(f"{spec!r}: {item!r} is not <flag>=<value>")
-        if key not in ABLATION_FLAGS:
-            raise click.BadParameter(f"{spec!r}: unknown flag {key!r}; flags: {', '.join(ABLATION_FLAGS)}")
-        try:
-            changes[key] = ABLATION_FLAGS[key](value.strip())
-        except ValueError as err:
-            raise click.BadParameter(f"{spec!r}: {key}={value.strip()!r}: {err}") from None
-    return kind, changes
-
 
 def _grounder_specs(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> list:
-    """``[(name, kind, changes)]`` of the --grounder specs, checked before anything loads."""
-    specs, seen = [], set()
-    for spec in value or DEFAULT_COMPARE:
-        name = spec.strip()
-        kind, changes = _parse_grounder_spec(name)
-        if name in seen:
-            raise click.BadParameter(f"{name!r} is given twice")
-        seen.add(name)
-        specs.append((name, kind, changes))
-    return specs
+    """The --grounder specs parsed, checked before anything loads."""
+    from zsgrounding.apps.factory import SpecError, parse_grounder_specs
 
-
-def _ablate(config, changes: dict):
-    """``config`` with the flags of one ``zero-shot:...`` spec changed."""
-    from dataclasses import replace
-
-    fields = dict(changes)
-    if "lra_steps" in fields or "lra_step_size" in fields:
-        lra = config.lra
-        lra = replace(
-            lra,
-            steps=fields.pop("lra_steps", lra.steps),
-            step_size=fields.pop("lra_step_size", lra.step_size),
-        )
-        fields["lra"] = lra
-    if "span_frames" in fields:
-        fields["scorer"] = replace(config.scorer, span_frames=fields.pop("span_frames"))
-    return config.ablation(**fields)
-
-
-def _compare_grounders(specs: list, opts: dict, out: Path, toy_dir: Path | None) -> dict:
-    """The grounders of the specs, all on one tube scorer; the MLLM loaded once for every zero-shot row."""
-    from zsgrounding.assets import resolve_model, resolve_spacevllm
-    from zsgrounding.baselines import BASELINES, BaselineGrounder, target_track_only
-    from zsgrounding.errors import STVGError
-    from zsgrounding.mllm import load_adapter
-    from zsgrounding.tubes import TubeScorer
-    from zsgrounding.zeroshot.pipeline import ZeroShotGrounder
-
-    base = _zero_shot_config(opts)
-    scorer = TubeScorer(base.scorer)
-    frames = opts["num_frames"] or base.num_frames
-    zero_shot_rows = [s for s in specs if s[1] == "zero-shot"]
-    decomposer = _decomposer(opts, out) if zero_shot_rows else None
-    if zero_shot_rows:
-        resolve_model(base.model)  # a missing shipped model is one error now, not one per sample
-    adapter = None
-    if len(zero_shot_rows) > 1:  # ablation rows differ in flags, not in the model
-        adapter = load_adapter(
-            resolve_model(base.model),
-            family=base.family,
-            dtype=base.dtype,
-            device=base.device,
-            options=base.adapter,
-        )
-    grounders: dict = {}
-    for name, kind, changes in specs:
-        if kind == "zero-shot":
-            grounders[name] = ZeroShotGrounder(_ablate(base, changes), adapter=adapter, decomposer=decomposer)
-            grounders[name].check()
-        elif kind == "spacevllm":
-            checkpoint = opts["checkpoint"]
-            if checkpoint is None:
-                try:
-                    checkpoint = resolve_spacevllm("toy")
-                except STVGError as err:
-                    raise STVGError(
-                        f"{err}; or give --checkpoint DIR (a SpaceVLLM fine-tuned with `stvg train`), "
-                        "or leave spacevllm out of --grounder"
-                    ) from None
-            grounders[name] = _spacevllm(opts, checkpoint, scorer=scorer, sampling=base.sampling)
-        elif kind == "oracle-track":
-            if toy_dir is None:
-                raise click.UsageError(
-                    "--grounder oracle-track needs --dataset toy (it knows the target's track)"
-                )
-            grounders[name] = BaselineGrounder(
-                name,
-                BASELINES["colour"],
-                scorer,
-                num_frames=frames,
-                track_filter=target_track_only,
-                sampling=base.sampling,
-            )
-        else:
-            grounders[name] = BaselineGrounder(
-                name, BASELINES[kind], scorer, num_frames=frames, sampling=base.sampling
-            )
-    return grounders
+    try:
+        return parse_grounder_specs(value)
+    except SpecError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @cli.command()
@@ -827,13 +387,31 @@ def compare(
     made on --num-frames frames (default 20; pass the same count the stored tracks were made with).
     --num-frames also sets every grounder's frames (SpaceVLLM: else its checkpoint's setting).
     """
+    from zsgrounding.apps.factory import (
+        comparison_grounders,
+        decomposer_for,
+        load_stvg,
+        proposer_for,
+        zero_shot_config,
+    )
     from zsgrounding.compare import compare_paradigms, proposal_tracks
+    from zsgrounding.tubes import TubeScorer
 
-    samples, toy_dir = _load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
+    samples, toy_dir = load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
     opts = {**opts, "default_preset": DATASET_PRESETS.get(dataset)}
-    grounders = _compare_grounders(grounder_specs, opts, out, toy_dir)
-    proposer = _proposer(opts, out, toy_dir)
-    base = _zero_shot_config(opts)
+    base = zero_shot_config(opts, _explicit(opts))
+    zero_shot_rows = any(spec.kind == "zero-shot" for spec in grounder_specs)
+    grounders = comparison_grounders(
+        grounder_specs,
+        base,
+        TubeScorer(base.scorer),
+        num_frames=opts["num_frames"],
+        decomposer=decomposer_for(out, opts["decompositions"], _notify) if zero_shot_rows else None,
+        checkpoint=opts["checkpoint"],
+        spacevllm_frames=opts["num_frames"],
+        toy=toy_dir is not None,
+    )
+    proposer = proposer_for(opts, out, toy_dir)
     tracks_for = proposal_tracks(proposer, opts["num_frames"] or base.num_frames, base.sampling)
     comparison = compare_paradigms(
         samples,
@@ -930,18 +508,13 @@ def decompose(queries: tuple[str, ...], cache: Path | None, rules: bool) -> None
 
 
 @cli.command()
-@click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
-@click.option(
-    "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
-)
-@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-@click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@dataset_options
 @click.option(
     "--model", default="toy", show_default=True, help="MLLM checkpoint (folder or hub id, or 'toy')."
 )
 @click.option("--family", default=None)
 @click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--layers", callback=_layer_window, default=None, help="Layer window LO:HI (default all).")
+@click.option("--layers", callback=layer_window, default=None, help="Layer window LO:HI (default all).")
 @click.option(
     "--proposals",
     "proposals_dir",
@@ -970,21 +543,15 @@ def pilot(
     out: Path | None,
     quiet: bool,
 ) -> None:
-    """Seed 003's pilot study: attention ratio, hit ratio and rank accuracy per special token."""
+    """The zero-shot paper's pilot study: attention ratio, hit ratio and rank accuracy per special token."""
+    from zsgrounding.apps.factory import load_stvg
     from zsgrounding.assets import resolve_model
-    from zsgrounding.datasets import load_dataset
     from zsgrounding.mllm import load_adapter
     from zsgrounding.proposals.source import make_proposer
     from zsgrounding.toy.proposer import ToyProposer
     from zsgrounding.zeroshot.pilot_run import run_pilot
 
-    kw: dict[str, object] = {}
-    if videos is not None:
-        kw["video_root"] = videos
-    if dataset == "vidstg":
-        kw["vidor_dir"] = vidor_dir
-    samples = load_dataset(dataset, gt_path, **kw)[:max_samples]
-    toy_dir = (gt_path if gt_path.is_dir() else gt_path.parent) if dataset == "toy" else None
+    samples, toy_dir = load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
     proposer = None
     if proposals_dir is not None:
         proposer = make_proposer(store_dir=proposals_dir)

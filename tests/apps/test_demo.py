@@ -30,6 +30,20 @@ def test_demo_scores_agree_with_stvg_score_and_resume(tmp_path, run_cli):
     summary = json.loads((out_dir / "compare" / "comparison.json").read_text())
     rows = summary["grounders"]
     assert {"zero-shot", "colour", "oracle-track"} <= set(rows)
+    # Regression pin: the table of 2 clips of seed 0 from the shipped checkpoints (m_tIoU,
+    # m_vIoU); a behaviour change anywhere on the path shows up here as a number.
+    pinned = {
+        "zero-shot": (13.88888888888889, 0.0),
+        "SpaceVLLM": (61.03448275862069, 0.0),
+        "colour": (36.31313131313131, 0.0),
+        "oracle-track": (44.72222222222222, 47.27272727272727),
+    }
+    assert set(rows) == set(pinned)
+    for name, (tiou, viou) in pinned.items():
+        metrics = rows[name]["metrics"]
+        assert (metrics["m_tIoU"], metrics["m_vIoU"]) == pytest.approx((tiou, viou), rel=1e-12, abs=1e-12), (
+            name
+        )
     for name, row in rows.items():
         assert row["errors"] == {}, name
         code, out, _ = run_cli(

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from zsgrounding.apps.factory import GrounderSpec, comparison_grounders
 from zsgrounding.assets import resolve_model, resolve_spacevllm
-from zsgrounding.baselines import BASELINES, BaselineGrounder, target_track_only
 from zsgrounding.compare import Comparison, compare_paradigms
 from zsgrounding.datasets import load_dataset
 from zsgrounding.errors import STVGError
@@ -42,7 +42,7 @@ NUM_FRAMES = 20  # frames the MLLM sees per clip (the zero-shot paper's setting)
 ZERO_SHOT, SPACEVLLM = "zero-shot", "SpaceVLLM"
 
 
-def _toy_dataset(folder: Path, count: int, seed: int, echo: Callable[[str], None]) -> None:
+def _toy_dataset(folder: Path, count: int, seed: int, echo: Callable[[str], None], progress: bool) -> None:
     """Make the toy clips unless the folder already holds exactly these (resumable)."""
     sidecar = folder / "toyworld.json"
     if sidecar.exists():
@@ -50,7 +50,7 @@ def _toy_dataset(folder: Path, count: int, seed: int, echo: Callable[[str], None
         if data.get("config", {}).get("seed") == seed and len(data["videos"]) == count:
             echo(f"reusing {count} toy clips in {folder}")
             return
-    make_dataset(folder, count, ToyWorldConfig(seed=seed), progress=True)
+    make_dataset(folder, count, ToyWorldConfig(seed=seed), progress=progress)
 
 
 class EvidenceKeeper:
@@ -85,23 +85,16 @@ def demo_grounders(evidence_dir: Path, echo: Callable[[str], None] = print) -> d
     """The demo's rows, all on one tube scorer, from the shipped toy checkpoints."""
     scorer = TubeScorer()
     config = ZeroShotConfig(model=str(resolve_model("toy")), num_frames=NUM_FRAMES, scorer=scorer.config)
-    # The toy captions follow the rules' grammar exactly; no LLM endpoint is asked.
-    zero_shot = ZeroShotGrounder(config, decomposer=Decomposer(llm=None))
-    grounders: dict[str, Any] = {ZERO_SHOT: EvidenceKeeper(zero_shot, evidence_dir)}
+    specs = [GrounderSpec(ZERO_SHOT, "zero-shot"), GrounderSpec(SPACEVLLM, "spacevllm")]
+    specs += [GrounderSpec("colour", "colour"), GrounderSpec("oracle-track", "oracle-track")]
     try:
-        checkpoint = resolve_spacevllm("toy")
+        resolve_spacevllm("toy")
     except STVGError as err:  # a source checkout before the checkpoint was built
         echo(f"stvg: warning: {err}; the demo runs without SpaceVLLM")
-    else:
-        from spacevllm.infer import SpaceVLLMGrounder
-        from spacevllm.model import SpaceVLLM
-
-        model = SpaceVLLM.from_pretrained(checkpoint).eval()
-        grounders[SPACEVLLM] = SpaceVLLMGrounder(model, scorer=scorer)
-    grounders["colour"] = BaselineGrounder("colour", BASELINES["colour"], scorer, num_frames=NUM_FRAMES)
-    grounders["oracle-track"] = BaselineGrounder(
-        "oracle-track", BASELINES["colour"], scorer, num_frames=NUM_FRAMES, track_filter=target_track_only
-    )
+        specs = [s for s in specs if s.kind != "spacevllm"]
+    # The toy captions follow the rules' grammar exactly; no LLM endpoint is asked.
+    grounders = comparison_grounders(specs, config, scorer, decomposer=Decomposer(llm=None), toy=True)
+    grounders[ZERO_SHOT] = EvidenceKeeper(grounders[ZERO_SHOT], evidence_dir)
     return grounders
 
 
@@ -137,7 +130,7 @@ def run_demo(
     """
     out = Path(out)
     toy_dir = out / "toy"
-    _toy_dataset(toy_dir, count, seed, echo)
+    _toy_dataset(toy_dir, count, seed, echo, progress)
     samples = load_dataset("toy", toy_dir)
     videos = load_sidecar(toy_dir)["videos"]
 

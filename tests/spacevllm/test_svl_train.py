@@ -473,3 +473,26 @@ def test_an_unreadable_video_is_skipped_and_counted(
     log = _log(summary.log_path)
     # 4 records, batches of 2, 4 steps: two epochs, so the broken record came up twice.
     assert log[-1]["skipped_records"] == 2
+
+
+# ------------------------------------------------------------------------------------ regression pin
+
+# The six logged losses of the run below, measured before spacevllm/train.py became a package:
+# the split into config / builders / checkpoint / recipe must leave them as they were.
+PINNED_LOSSES = [
+    11.217744827270508,
+    8.951927185058594,
+    8.833566665649414,
+    8.698127746582031,
+    8.200801849365234,
+    8.263607025146484,
+]
+
+
+def test_six_steps_give_the_pinned_losses(
+    svl_base_dir: Path, toy_data: dict[str, Path], tmp_path: Path
+) -> None:
+    summary = train(_config(svl_base_dir, toy_data["all"], tmp_path / "run", max_steps=6), progress=False)
+    losses = [r["loss"] for r in _log(summary.log_path)]
+    assert len(losses) == 6
+    torch.testing.assert_close(losses, PINNED_LOSSES, rtol=0, atol=1e-6)

@@ -694,7 +694,7 @@ def synth(
     "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="Training YAML (see spacevllm/train.py, TrainConfig).",
+    help="Training YAML (see spacevllm/train/config.py, TrainConfig).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(config_path: Path, quiet: bool) -> None:

@@ -22,6 +22,10 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
+    # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         write(tmp)
         _fsync(tmp)  # the bytes reach the disk before the name points at them

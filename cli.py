@@ -611,7 +611,8 @@ def convert_(
     out: Path,
 ) -> None:
     """Convert a dataset to the SpaceVLLM training format (one JSON record per line)."""
-    from spacevllm.data import RecordWarning, convert
+    from spacevllm.convert import convert
+    from spacevllm.data import RecordWarning
 
     kw: dict[str, object] = {}
     if videos is not None:

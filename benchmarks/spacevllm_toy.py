@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from spacevllm.data import convert
+from spacevllm.convert import convert
 from spacevllm.infer import SpaceVLLMGrounder, SpaceVLLMGrounderConfig
 from spacevllm.model import SpaceVLLM
 from spacevllm.train import TrainConfig, train

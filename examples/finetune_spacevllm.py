@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spacevllm.data import convert
+from spacevllm.convert import convert
 from spacevllm.infer import SpaceVLLMGrounder
 from spacevllm.model import SpaceVLLM
 from spacevllm.train import TrainConfig, train

@@ -1,4 +1,4 @@
-"""SpaceVLLM training data: one JSONL format for the three Uni-STG tasks, converters, task mixing.
+"""SpaceVLLM training data: one JSONL format for the three Uni-STG tasks.
 
 One record per line, a JSON object with exactly these keys (``null`` where a field does not apply)::
 
@@ -25,6 +25,8 @@ One record per line, a JSON object with exactly these keys (``null`` where a fie
 
 :class:`Record` validates itself on construction (``ValueError``); :func:`read_records` turns any
 problem into a one-line :class:`~zsgrounding.errors.DatasetError` naming the file and the line.
+Datasets become records in :mod:`spacevllm.convert`; tasks are mixed for training in
+:mod:`spacevllm.mix`.
 """
 
 from __future__ import annotations
@@ -32,21 +34,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
-import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from zsgrounding.atomic import write_text_atomic
-from zsgrounding.datasets import RefExpr, load_dataset, load_refcoco
-from zsgrounding.errors import DatasetError, STVGError
-from zsgrounding.types import GroundTruth, Sample, Tube
-from zsgrounding.video import probe
+from zsgrounding.errors import DatasetError
+from zsgrounding.types import GroundTruth, Tube
 
 Task = Literal["stvg", "vtg", "rec"]
 TASKS: tuple[str, ...] = ("stvg", "vtg", "rec")
@@ -91,7 +88,8 @@ def _integer(value: Any, what: str, minimum: int) -> int:
     return int(value)
 
 
-def _box(value: Any, what: str) -> list[float]:
+def box_list(value: Any, what: str) -> list[float]:
+    """``value`` as ``[x1, y1, x2, y2]`` floats (``ValueError`` naming ``what`` otherwise)."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, list | tuple) or len(value) != 4:
@@ -192,7 +190,7 @@ class Record:
     def _check_boxes(self) -> None:
         if not isinstance(self.boxes, Mapping):
             raise ValueError(f"boxes must be an object {{frame: box}}, got {type(self.boxes).__name__}")
-        boxes = {_frame_key(k): _box(v, f"box of frame {k}") for k, v in self.boxes.items()}
+        boxes = {_frame_key(k): box_list(v, f"box of frame {k}") for k, v in self.boxes.items()}
         self.boxes = dict(sorted(boxes.items()))
         if self.task == "vtg" and boxes:
             raise ValueError("a vtg record has no boxes (boxes must be {})")
@@ -327,331 +325,14 @@ def write_records(path: Path | str, records: Iterable[Record]) -> Path:
     return write_text_atomic(p, "".join(line + "\n" for line in lines))
 
 
-# ---------------------------------------------------------------------------------------- converters
-
-
-class _Prober:
-    """Video facts by :func:`probe`, once per file; ``None`` for a file that is not there."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._seen: dict[Path, Any] = {}
-
-    def __call__(self, path: Path) -> Any:
-        if not self.enabled or not path.is_file():
-            return None
-        if path not in self._seen:
-            self._seen[path] = probe(path)
-        return self._seen[path]
-
-
-def _from_sample(sample: Sample, task: str | None, prober: _Prober) -> Record:
-    meta = dict(sample.meta)
-    num_frames = meta.pop("num_frames", None)  # a loader may pass the frame count this way
-    width, height, fps = sample.width, sample.height, sample.fps
-    if sample.gt is not None:
-        fps = fps or sample.gt.fps
-    info = prober(sample.video)
-    if info is not None:  # only fills what the annotation does not say
-        width, height = width or info.width, height or info.height
-        fps, num_frames = fps or info.fps, num_frames or info.num_frames
-    if sample.span_seconds is not None:
-        meta["source_span"] = list(sample.span_seconds)
-    task = task or ("stvg" if sample.gt is not None else "vtg")
-    if task not in ("stvg", "vtg"):
-        raise ValueError(f"a video sample converts to stvg or vtg, not {task!r}")
-    boxes: dict[int, list[float]] = {}
-    if sample.gt is not None:
-        tube, gt_fps = sample.gt.tube, sample.gt.fps
-        span: tuple[float, float] | None = (tube.start / gt_fps, tube.end / gt_fps)
-        meta["span_frames"] = [tube.start, tube.end]
-        meta["segment"] = [int(v) for v in sample.gt.segment]
-        if sample.gt.qtype is not None:
-            meta["qtype"] = sample.gt.qtype
-        if task == "stvg":
-            boxes = tube.box_dict()
-    elif task == "stvg":
-        raise ValueError("the sample has no ground-truth tube, so it cannot be an stvg record")
-    else:
-        span = sample.span_seconds
-    return Record(
-        task, sample.id, sample.video, sample.sentence, width, height, fps, num_frames, span, boxes, meta
-    )
-
-
-def _from_ref(ref: RefExpr, task: str | None) -> Record:
-    if task not in (None, "rec"):
-        raise ValueError(f"a referring expression converts to rec, not {task!r}")
-    meta = {**ref.meta, "split": ref.split}
-    return Record(
-        "rec",
-        ref.id,
-        ref.image,
-        ref.sentence,
-        ref.width,
-        ref.height,
-        boxes={0: _box(ref.box, "box")},
-        meta=meta,
-    )
-
-
-def records_from_samples(
-    samples: Iterable[Sample | RefExpr],
-    task: str | None = None,
-    *,
-    probe_videos: bool = False,
-    skip_invalid: bool = False,
-) -> list[Record]:
-    """Convert loader output to records.
-
-    Args:
-        samples: :class:`Sample` s (HC-STVG, VidSTG, toy, Charades-STA) or :class:`RefExpr` s.
-        task: ``None`` picks per sample: a Sample with a GT tube -> stvg, without -> vtg,
-            a RefExpr -> rec. ``"vtg"`` turns STVG samples into span-only records.
-        probe_videos: fill the width, height, fps and frame count an annotation lacks by probing
-            the video file, when it exists (Charades-STA gives none of them).
-        skip_invalid: skip a sample that makes no valid record (warning :class:`RecordWarning`)
-            instead of raising.
-
-    Conversions: an stvg span is the GT tube's native frames over fps (so boxes and span agree);
-    ``meta`` keeps the loader's meta plus ``span_frames`` (exact native span), ``segment`` (the
-    evaluation segment), ``qtype`` and ``source_span`` (the annotation's seconds, when given).
-    ``Sample.meta["num_frames"]``, when a loader sets it, becomes ``num_frames``.
-
-    Raises:
-        DatasetError: a sample makes no valid record (naming its id), unless skipped.
-    """
-    if task is not None and task not in TASKS:
-        raise DatasetError(f"task must be one of {TASKS}, got {task!r}")
-    prober = _Prober(probe_videos)
-    out: list[Record] = []
-    for sample in samples:
-        try:
-            record = (
-                _from_ref(sample, task) if isinstance(sample, RefExpr) else _from_sample(sample, task, prober)
-            )
-        except ValueError as err:
-            message = f"sample {sample.id!r} makes no valid record: {err}"
-            if not skip_invalid:
-                raise DatasetError(message) from None
-            warnings.warn(f"{message} (skipped)", RecordWarning, stacklevel=2)
-            continue
-        out.append(record)
-    return out
-
-
-def unreadable_media(records: Sequence[Record], min_frames: int = 2) -> list[tuple[str, str]]:
-    """``(id, reason)`` of the records whose video cannot be decoded or has fewer than
-    ``min_frames`` frames (a training run would meet them as errors). Images are not checked."""
-    found: list[tuple[str, str]] = []
-    seen: dict[Path, str | None] = {}
-    for record in records:
-        if record.task == "rec":
-            continue
-        path = Path(record.media)
-        if path not in seen:
-            try:
-                count = probe(path).num_frames
-                seen[path] = None if count >= min_frames else f"only {count} frame(s)"
-            except (STVGError, OSError) as err:
-                seen[path] = " ".join(str(err).split())
-        if seen[path] is not None:
-            found.append((record.id, str(seen[path])))
-    return found
-
-
-def convert(
-    dataset_name: str,
-    path: Path | str,
-    out_jsonl: Path | str,
-    *,
-    task: str | None = None,
-    probe_videos: bool = False,
-    skip_invalid: bool = False,
-    check_videos: bool = False,
-    **loader_kw: Any,
-) -> list[Record]:
-    """Load a dataset with the core loaders, convert it (:func:`records_from_samples`), write JSONL.
-
-    Args:
-        dataset_name: a name of :func:`zsgrounding.datasets.load_dataset` (``hcstvg-v1``,
-            ``hcstvg-v2``, ``vidstg``, ``charades-sta``, ``toy``) or ``refcoco`` / ``refcoco+`` /
-            ``refcocog`` (``path`` = COCO ``instances.json``; pass ``refs=`` the refs JSON, and
-            optionally ``split=``, ``image_root=``).
-        path: the annotation file (or toy folder).
-        out_jsonl: where the records go.
-        task, probe_videos, skip_invalid: see :func:`records_from_samples`.
-        check_videos: decode every record's video header (:func:`unreadable_media`) and leave
-            out the records whose video is unreadable or too short, each with a
-            :class:`RecordWarning`.
-        **loader_kw: passed to the loader (``video_root``, ``vidor_dir``, ``skip_malformed``, ...).
-
-    Media paths under a given ``video_root`` / ``image_root`` (or the toy folder) are made absolute
-    before writing, so they are written relative to the JSONL's folder when inside it. Without a
-    root the loaders give bare file names, which then count as relative to the JSONL's folder.
-    HC-STVG and toy records get ``num_frames`` from the annotation's ``img_num``.
-
-    Returns:
-        The records written.
-    """
-    rooted = dataset_name == "toy" or any(loader_kw.get(k) is not None for k in ("video_root", "image_root"))
-    samples: list[Sample | RefExpr]
-    if dataset_name in REC_DATASETS:
-        if "refs" not in loader_kw:
-            raise DatasetError(f"{dataset_name}: pass refs= (the refs file exported to JSON)")
-        samples = list(load_refcoco(path, **loader_kw))
-        for ref in samples:
-            ref.image = ref.image.absolute() if rooted else ref.image
-    else:
-        samples = list(load_dataset(dataset_name, path, **loader_kw))
-        for sample in samples:
-            if rooted:
-                sample.video = sample.video.absolute()
-            if dataset_name in ("hcstvg-v1", "hcstvg-v2", "toy") and sample.gt is not None:
-                # The loader's evaluation segment is (0, img_num - 1): img_num comes back from it.
-                sample.meta.setdefault("num_frames", sample.gt.segment[1] + 1)
-    records = records_from_samples(samples, task, probe_videos=probe_videos, skip_invalid=skip_invalid)
-    if check_videos:
-        dropped = dict(unreadable_media(records))
-        for record_id, reason in dropped.items():
-            warnings.warn(f"record {record_id!r} left out: {reason}", RecordWarning, stacklevel=2)
-        records = [r for r in records if r.id not in dropped]
-    write_records(out_jsonl, records)
-    return records
-
-
-# ---------------------------------------------------------------------------------------- datasets
-
-
-class RecordDataset(Dataset):
-    """A map-style torch dataset over records; items are the :class:`Record` objects themselves."""
-
-    def __init__(self, records: Sequence[Record]) -> None:
-        self.records = list(records)
-
-    @classmethod
-    def from_jsonl(cls, path: Path | str) -> RecordDataset:
-        return cls(read_records(path))
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> Record:
-        return self.records[index]
-
-
-def _quotas(length: int, weights: Mapping[str, float]) -> dict[str, int]:
-    """Split ``length`` slots by ``weights`` (largest remainder; ties go to the earlier name)."""
-    names = sorted(weights)
-    total = sum(weights.values())
-    exact = {n: length * weights[n] / total for n in names}
-    quotas = {n: math.floor(exact[n]) for n in names}
-    leftover = length - sum(quotas.values())
-    for name in sorted(names, key=lambda n: (-(exact[n] - quotas[n]), n))[:leftover]:
-        quotas[name] += 1
-    return quotas
-
-
-class MixedDataset(Dataset):
-    """Several record sources mixed by ratio in a deterministic, seedable, epoch-able order.
-
-    Each epoch has ``length`` slots (default: the records of every source with a positive
-    ratio). Source ``s`` gets ``round(length * ratio_s / sum(ratios))`` of them (largest
-    remainder, so the counts are exact up to one slot), placed in an order shuffled per
-    ``(seed, epoch)``. Inside a source, records are drawn without replacement from a shuffled
-    pass over it; when a source runs out it is cycled: a new pass, shuffled anew, begins. The
-    passes continue across epochs (epoch ``e`` of a source with quota ``q`` takes positions
-    ``[e * q, (e + 1) * q)`` of its stream), so a small source is not replayed from the same
-    records each epoch, and any epoch's order is computed directly, without the earlier ones.
-
-    Same sources, ratios, seed, length and epoch -> the same order. Call :meth:`set_epoch`
-    before each epoch (before a DataLoader creates its worker iterators).
-    """
-
-    def __init__(
-        self,
-        sources: Mapping[str, Sequence[Record]],
-        ratios: Mapping[str, float],
-        seed: int = 0,
-        length: int | None = None,
-    ) -> None:
-        if set(ratios) != set(sources):
-            raise ValueError(f"ratios name {sorted(ratios)} but the sources are {sorted(sources)}")
-        for name, ratio in ratios.items():
-            if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 0:
-                raise ValueError(f"ratio of {name!r} must be a number >= 0, got {ratio!r}")
-            if ratio > 0 and not sources[name]:
-                raise ValueError(f"source {name!r} has a positive ratio but no records")
-        self.weights = {n: float(r) for n, r in ratios.items() if r > 0}
-        if not self.weights:
-            raise ValueError("at least one ratio must be positive")
-        self.sources = {n: list(sources[n]) for n in self.weights}
-        self.seed = int(seed)
-        self.length = sum(len(s) for s in self.sources.values()) if length is None else int(length)
-        if self.length < 0:
-            raise ValueError(f"length must be >= 0, got {length}")
-        self.quotas = _quotas(self.length, self.weights)
-        self.epoch = 0
-        self._plan: list[tuple[str, int]] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order :meth:`__getitem__` and :meth:`__iter__` follow."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        if epoch != self.epoch:
-            self.epoch, self._plan = int(epoch), None
-
-    def _stream(self, name: str, start: int, count: int) -> list[int]:
-        """Positions ``[start, start + count)`` of the source's endless stream of shuffled passes."""
-        n = len(self.sources[name])
-        tag = zlib.crc32(name.encode("utf-8"))  # stable across runs, unlike hash()
-        out: list[int] = []
-        if count <= 0:
-            return out
-        for cycle in range(start // n, (start + count - 1) // n + 1):
-            order = np.random.default_rng([self.seed, 1, tag, cycle]).permutation(n)
-            lo = max(start - cycle * n, 0)
-            hi = min(start + count - cycle * n, n)
-            out.extend(int(i) for i in order[lo:hi])
-        return out
-
-    def plan(self, epoch: int | None = None) -> list[tuple[str, int]]:
-        """``(source name, index in that source)`` for every slot of ``epoch`` (default: the current)."""
-        epoch = self.epoch if epoch is None else int(epoch)
-        if epoch == self.epoch and self._plan is not None:
-            return self._plan
-        names = sorted(self.quotas)
-        labels = np.repeat(np.arange(len(names)), [self.quotas[n] for n in names])
-        labels = np.random.default_rng([self.seed, 0, epoch]).permutation(labels)
-        picks = {n: iter(self._stream(n, epoch * self.quotas[n], self.quotas[n])) for n in names}
-        plan = [(names[k], next(picks[names[k]])) for k in labels.tolist()]
-        if epoch == self.epoch:
-            self._plan = plan
-        return plan
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> Record:
-        name, i = self.plan()[index]
-        return self.sources[name][i]
-
-    def __iter__(self) -> Iterator[Record]:
-        for name, i in self.plan():
-            yield self.sources[name][i]
-
-
 __all__ = [
     "KEYS",
     "REC_DATASETS",
     "TASKS",
-    "MixedDataset",
     "Record",
-    "RecordDataset",
     "RecordWarning",
-    "convert",
+    "box_list",
     "read_records",
-    "records_from_samples",
     "span_frames",
     "write_records",
 ]

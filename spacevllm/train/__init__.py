@@ -23,7 +23,7 @@ the projector and the space decoder; with ``lora`` the language model gets LoRA 
 (peft) and only they, the query-token rows of the embedding table and the decoder are trained.
 The vision tower is frozen unless asked otherwise.
 
-Data order: each epoch is :class:`spacevllm.data.MixedDataset`'s order for ``(seed, epoch)``.
+Data order: each epoch is :class:`spacevllm.mix.MixedDataset`'s order for ``(seed, epoch)``.
 Global micro-batch ``m`` of an epoch holds its slots ``[m * B * W, (m + 1) * B * W)`` for ``B``
 records per process and ``W`` processes; process ``r`` takes the ``r``-th block of ``B``. An
 epoch uses whole optimizer steps (``grad_accum`` micro-batches each); the slots left over are not

@@ -21,7 +21,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from spacevllm.config import CONFIG_NAME, SpaceVLLMConfig
-from spacevllm.data import MixedDataset, read_records
+from spacevllm.data import read_records
+from spacevllm.mix import MixedDataset
 from spacevllm.model import SpaceVLLM
 from spacevllm.train.config import STRUCTURAL_KEYS, LoraSettings, TrainConfig, TrainConfigError
 

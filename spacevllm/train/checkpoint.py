@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from spacevllm.data import MixedDataset
+from spacevllm.mix import MixedDataset
 from spacevllm.model import DECODER_FILE, SpaceVLLM
 from spacevllm.train.builders import lora_layer_type
 from spacevllm.train.config import TrainConfig, TrainConfigError

@@ -47,7 +47,7 @@ class DataSource:
 
     Attributes:
         path: the JSONL file.
-        ratio: its weight in each epoch's mix (:class:`spacevllm.data.MixedDataset`).
+        ratio: its weight in each epoch's mix (:class:`spacevllm.mix.MixedDataset`).
         name: the source's name in the mix and the logs; default the file's stem.
     """
 

@@ -228,7 +228,7 @@ def test_train_from_yaml_then_resume_does_nothing_more(
 ) -> None:
     import yaml
 
-    from spacevllm.data import convert
+    from spacevllm.convert import convert
     from spacevllm.model import SpaceVLLM
 
     data = tmp_path / "toy.jsonl"

@@ -10,18 +10,9 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DataLoader
 
-from spacevllm.data import (
-    KEYS,
-    MixedDataset,
-    Record,
-    RecordDataset,
-    RecordWarning,
-    convert,
-    read_records,
-    records_from_samples,
-    span_frames,
-    write_records,
-)
+from spacevllm.convert import convert, records_from_samples
+from spacevllm.data import KEYS, Record, RecordWarning, read_records, span_frames, write_records
+from spacevllm.mix import MixedDataset, RecordDataset
 from zsgrounding.datasets import load_dataset
 from zsgrounding.errors import DatasetError
 from zsgrounding.toy.world import ToyWorldConfig, load_sidecar, make_dataset

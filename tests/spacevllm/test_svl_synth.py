@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from spacevllm.data import convert, read_records
+from spacevllm.convert import convert
+from spacevllm.data import read_records
 from spacevllm.synth import (
     Analysis,
     LLMAnalyzer,

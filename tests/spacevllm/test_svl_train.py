@@ -20,7 +20,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, load_model
 
-from spacevllm.data import convert, write_records
+from spacevllm.convert import convert
+from spacevllm.data import write_records
 from spacevllm.model import DECODER_FILE, SpaceVLLM
 from spacevllm.train import (
     DataSource,

@@ -1,4 +1,8 @@
-"""Qwen2-VL and Qwen2.5-VL adapter on tiny random checkpoints: patches, grid, M-RoPE, prompt, capture."""
+"""Qwen2-VL and Qwen2.5-VL adapter on tiny random checkpoints: patches, frame pairs, M-RoPE, templates, loading.
+
+The contract every family meets (layout, special tokens, stock equality, capture, gradients) is
+checked in ``test_adapter_contract.py``, on both model types.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from adapter_checks import cell_change, invert_region, stock_logits
 from tiny_models import (
     QUESTION,
     QWEN_FACTOR,
@@ -16,7 +21,6 @@ from tiny_models import (
     QWEN_MAX_PIXELS,
     QWEN_MIN_PIXELS,
     QWEN_N_FRAMES,
-    QWEN_N_LAYERS,
     QWEN_TEMPLATE,
     make_clip,
     save_tiny_qwen_vl,
@@ -67,41 +71,10 @@ def prepared(qwen: Qwen2VLAdapter) -> PreparedInputs:
 
 
 def _perturbed_clip(frame: int = FRAME) -> Clip:
-    clip = _clip()
     r, c = CELL
-    region = (
-        frame,
-        slice(r * QWEN_FACTOR, (r + 1) * QWEN_FACTOR),
-        slice(c * QWEN_FACTOR, (c + 1) * QWEN_FACTOR),
-    )
-    clip.frames[region] = 255 - clip.frames[region]
-    return clip
-
-
-def _cell_change(a: PreparedInputs, b: PreparedInputs) -> torch.Tensor:
-    """Per grid cell L2 change of the embeddings: ``(T_grid, h, w)``."""
-    diff = (a.inputs_embeds[0] - b.inputs_embeds[0]).norm(dim=-1)
-    return diff[a.visual_grid]
-
-
-def _stock_logits(
-    qwen: Qwen2VLAdapter, prepared: PreparedInputs, clip: Clip, **extra: object
-) -> torch.Tensor:
-    """Last-position logits of the model's own forward from ids and pixels (it computes M-RoPE itself)."""
-    video = qwen.video_inputs(clip)
-    if qwen.model.config.model_type == "qwen2_5_vl":
-        extra = {"second_per_grid_ts": video.second_per_grid_ts, **extra}
-    with torch.no_grad():
-        out = qwen.model(
-            input_ids=prepared.input_ids,
-            pixel_values_videos=video.pixel_values_videos,
-            video_grid_thw=video.video_grid_thw,
-            mm_token_type_ids=prepared.model_kwargs["mm_token_type_ids"],
-            attention_mask=prepared.attention_mask,
-            logits_to_keep=1,
-            **extra,
-        )
-    return out.logits[:, -1]
+    rows = slice(r * QWEN_FACTOR, (r + 1) * QWEN_FACTOR)
+    cols = slice(c * QWEN_FACTOR, (c + 1) * QWEN_FACTOR)
+    return invert_region(_clip(), frame, rows, cols)
 
 
 # --- preprocessing ------------------------------------------------------------------------------
@@ -159,20 +132,12 @@ def test_preprocessing_from_the_checkpoint(qwen: Qwen2VLAdapter, qwen_dir: Path)
 
 def test_token_layout(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> None:
     n = prepared.input_ids.shape[1]
-    assert prepared.grid_shape == (T_GRID, H, W)
     assert qwen.grid_shape_for(*QWEN_FRAME) == QWEN_GRID
     assert qwen.num_video_tokens(QWEN_N_FRAMES, *QWEN_FRAME) == T_GRID * H * W
-    # The grid is the whole contiguous run of <|video_pad|>, between vision start and end, no separators.
+    # The grid (the whole run of <|video_pad|>) lies between vision start and end.
     start = int(prepared.visual_grid[0, 0, 0])
-    torch.testing.assert_close(prepared.visual_positions, torch.arange(start, start + T_GRID * H * W))
-    video = (prepared.input_ids[0] == qwen.video_token_id).nonzero().flatten().cpu()
-    torch.testing.assert_close(video, prepared.visual_positions)
-    assert prepared.separator_positions.numel() == 0
     assert int(prepared.input_ids[0, start - 1]) == qwen.vision_start_id
     assert int(prepared.input_ids[0, start + T_GRID * H * W]) == qwen.vision_end_id
-    assert prepared.inputs_embeds.shape == (1, n, qwen.model.config.text_config.hidden_size)
-    # Grid frame t is named by the first native frame of its pair (make_clip: ids 2, 7, 12, 17).
-    torch.testing.assert_close(prepared.frame_ids, torch.tensor([2, 12]))
     kwargs = prepared.model_kwargs
     assert kwargs["position_ids"].shape == (3, 1, n)
     torch.testing.assert_close(
@@ -204,21 +169,6 @@ def test_position_ids_are_m_rope(qwen: Qwen2VLAdapter, prepared: PreparedInputs)
     torch.testing.assert_close(after, (torch.arange(after.shape[1]) + start + max(H, W)).expand(3, -1))
 
 
-def test_special_tokens_follow_the_question(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> None:
-    expected = ["<|im_end|>", "\n", "<|im_start|>", "assistant", "\n"]
-    assert prepared.special_tokens == expected
-    ids = prepared.input_ids[0, prepared.special_positions].tolist()
-    assert qwen.tokenizer.convert_ids_to_tokens(ids) == expected
-    assert int(prepared.special_positions[-1]) == prepared.answer_position == prepared.input_ids.shape[1] - 1
-    before = int(prepared.special_positions[0]) - 1
-    assert qwen.tokenizer.convert_ids_to_tokens(int(prepared.input_ids[0, before])) == "?"
-
-
-def test_yes_no_ids(qwen: Qwen2VLAdapter) -> None:
-    assert qwen.tokenizer.decode([qwen.yes_id]) == "yes"
-    assert qwen.tokenizer.decode([qwen.no_id]) == "no"
-
-
 def test_odd_frame_count_repeats_the_last_frame(qwen: Qwen2VLAdapter) -> None:
     clip = _clip(num_frames=3, seed=4)
     padded = Clip(
@@ -240,24 +190,6 @@ def test_odd_frame_count_repeats_the_last_frame(qwen: Qwen2VLAdapter) -> None:
 # --- visual grid ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("frame", [FRAME, FRAME + 1])
-def test_perturbing_one_region_changes_only_its_pair(
-    qwen: Qwen2VLAdapter, prepared: PreparedInputs, frame: int
-) -> None:
-    # Either frame of the second pair: only that pair's grid positions move, the cell most.
-    change = _cell_change(prepared, qwen.prepare(_perturbed_clip(frame), QUESTION))
-    others = [t for t in range(T_GRID) if t != PAIR]
-    assert torch.all(change[others] == 0)
-    assert change[PAIR].max() > 0
-    assert divmod(int(change[PAIR].argmax()), W) == CELL
-    outside = torch.ones(prepared.input_ids.shape[1], dtype=torch.bool)
-    outside[prepared.visual_positions] = False
-    perturbed = qwen.prepare(_perturbed_clip(frame), QUESTION)
-    torch.testing.assert_close(
-        perturbed.inputs_embeds[0, outside], prepared.inputs_embeds[0, outside], rtol=0, atol=0
-    )
-
-
 def test_perturbing_one_region_maps_to_its_cell_exactly(qwen: Qwen2VLAdapter) -> None:
     # Without the vision blocks (no attention mixing) the features are patch embedding + merger
     # only: exactly the grid cell holding the perturbed pixels may change.
@@ -265,7 +197,7 @@ def test_perturbing_one_region_maps_to_its_cell_exactly(qwen: Qwen2VLAdapter) ->
     blocks = visual.blocks
     visual.blocks = nn.ModuleList()
     try:
-        change = _cell_change(qwen.prepare(_clip(), QUESTION), qwen.prepare(_perturbed_clip(), QUESTION))
+        change = cell_change(qwen.prepare(_clip(), QUESTION), qwen.prepare(_perturbed_clip(), QUESTION))
     finally:
         visual.blocks = blocks
     expected = torch.zeros(T_GRID, H, W, dtype=torch.bool)
@@ -276,18 +208,10 @@ def test_perturbing_one_region_maps_to_its_cell_exactly(qwen: Qwen2VLAdapter) ->
 # --- running the language model -------------------------------------------------------------------
 
 
-def test_forward_matches_the_stock_forward(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> None:
-    stock = _stock_logits(qwen, prepared, _clip())
-    with torch.no_grad():
-        ours = qwen.forward(prepared)
-    assert ours.logits.shape == (1, qwen.model.config.text_config.vocab_size)
-    torch.testing.assert_close(ours.logits, stock, rtol=0, atol=1e-5)
-
-
 def test_without_our_position_ids_the_logits_differ(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> None:
     # Control: the same embeddings without position_ids get 1-D positions (a stale rope_deltas of
     # an earlier stock call would shift them, so clear it), and the logits move.
-    stock = _stock_logits(qwen, prepared, _clip())
+    stock = stock_logits(qwen, prepared, _clip())
     qwen.model.model.rope_deltas = None
     with torch.no_grad():
         plain = qwen.model(
@@ -309,60 +233,9 @@ def test_clip_times_set_the_temporal_spacing(qwen: Qwen2VLAdapter, prepared: Pre
         return
     step = int(qwen.model.config.vision_config.tokens_per_second * 2 * 1.0)
     assert int(temporal[1] - temporal[0]) == step == 20
-    torch.testing.assert_close(ours, _stock_logits(qwen, again, slow), rtol=0, atol=1e-5)
-    other = _stock_logits(qwen, again, slow, second_per_grid_ts=torch.tensor([0.4]))
+    torch.testing.assert_close(ours, stock_logits(qwen, again, slow), rtol=0, atol=1e-5)
+    other = stock_logits(qwen, again, slow, second_per_grid_ts=torch.tensor([0.4]))
     assert (ours - other).abs().max() > 1e-4
-
-
-def test_hidden_states_are_what_the_head_reads(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> None:
-    with torch.no_grad():
-        out = qwen.forward(prepared, output_hidden_states=True)
-        head = qwen.model.lm_head(out.hidden_states[:, -1])
-    assert out.hidden_states.shape == prepared.inputs_embeds.shape
-    torch.testing.assert_close(head, out.logits, rtol=0, atol=1e-5)
-
-
-def _eager_rows(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> list[torch.Tensor]:
-    """Per layer ``(1, S, V)`` head-mean rows of the eager attention maps (same M-RoPE positions)."""
-    qwen.model.set_attn_implementation({"text_config": "eager"})
-    try:
-        with torch.no_grad():
-            out = qwen.model(
-                inputs_embeds=prepared.inputs_embeds,
-                attention_mask=prepared.attention_mask,
-                output_attentions=True,
-                logits_to_keep=1,
-                **prepared.model_kwargs,
-            )
-    finally:
-        qwen.model.set_attn_implementation({"text_config": "sdpa"})
-    rows, cols = prepared.special_positions, prepared.visual_positions
-    return [layer[:, :, rows][..., cols].mean(dim=1) for layer in out.attentions]
-
-
-def test_capture_matches_eager_rows(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> None:
-    with torch.no_grad():
-        plain = qwen.forward(prepared)
-        out = qwen.forward(prepared, capture=prepared.capture_config())
-    assert out.attention is not None
-    torch.testing.assert_close(out.logits, plain.logits, rtol=0, atol=1e-6)
-    eager = _eager_rows(qwen, prepared)
-    s, v = prepared.special_positions.numel(), prepared.num_visual
-    assert sorted(out.attention.maps) == list(range(QWEN_N_LAYERS))
-    for layer in range(QWEN_N_LAYERS):
-        assert out.attention.maps[layer].shape == (1, s, v)
-        torch.testing.assert_close(out.attention.maps[layer], eager[layer], rtol=0, atol=1e-5)
-    assert prepared.to_grid(out.attention.mean()).shape == (s, T_GRID, H, W)
-
-
-def test_gradient_reaches_the_visual_delta(qwen: Qwen2VLAdapter, prepared: PreparedInputs) -> None:
-    delta = torch.zeros(prepared.num_visual, prepared.inputs_embeds.shape[-1], requires_grad=True)
-    out = qwen.forward(prepared, visual_delta=delta)
-    score = qwen.yes_no_score(out)
-    assert score.shape == (1,)
-    score.sum().backward()
-    assert delta.grad is not None and torch.isfinite(delta.grad).all()
-    assert delta.grad.abs().sum() > 0
 
 
 # --- prompt templates -----------------------------------------------------------------------------

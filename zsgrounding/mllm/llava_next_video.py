@@ -39,30 +39,14 @@ space (``▁yes`` / ``Ġyes``). The beginning-of-sequence token the processor's 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import torch
 from torch import nn
 from transformers import LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerBase
 
-from zsgrounding.mllm.base import (
-    MLLMAdapter,
-    PreparedInputs,
-    prepare_placeholder_video,
-    projected_patch_grid,
-)
 from zsgrounding.mllm.errors import ModelError
-from zsgrounding.mllm.files import checkpoint_file, load_checkpoint, processor_chat_template, read_json
-from zsgrounding.mllm.options import VICUNA_V1_TEMPLATE, AdapterOptions, pre_resize
-from zsgrounding.mllm.preprocess import PREPROCESSOR_FILES, FramePreprocessing, preprocess_frames
-from zsgrounding.mllm.prompt import render_video_prompt
-from zsgrounding.types import Clip
-
-# OpenAI CLIP's normalisation (LLaVA-NeXT-Video's tower): the default when a checkpoint has none.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from zsgrounding.mllm.llava import LlavaVideoAdapter, projected_patch_grid
+from zsgrounding.mllm.options import VICUNA_V1_TEMPLATE, AdapterOptions
+from zsgrounding.mllm.preprocess import CLIP_MEAN, CLIP_STD, FramePreprocessing
 
 # Parameter-free pooling modes whose stride can be changed after loading.
 _RESTRIDABLE_MODES = {"average": nn.AvgPool2d, "max": nn.MaxPool2d}
@@ -83,19 +67,25 @@ VICUNA_VIDEO_TEMPLATE = (
 )
 
 
-class LlavaNextVideoAdapter(MLLMAdapter):
+class LlavaNextVideoAdapter(LlavaVideoAdapter):
     """Adapter of ``LlavaNextVideoForConditionalGeneration`` checkpoints (LLaVA-NeXT-Video).
 
-    Attributes:
-        preprocessing: how frames become ``pixel_values_videos``.
-        chat_template: the template prompts are rendered with (``None``: the tokenizer's).
-        video_token_id, video_token: the ``<video>`` placeholder (from the model config).
-        bos_prefix: text put in front of every rendered prompt (the tokenizer's BOS token when
-            its plain call adds one, else empty).
+    CLIP's normalisation where the checkpoint gives none; the prompt template falls back to
+    :data:`VICUNA_VIDEO_TEMPLATE`; ``from_pretrained`` also takes ``spatial_pool_stride``, which
+    overrides the checkpoint's pooling stride (the pooling otherwise comes from the checkpoint's
+    ``spatial_pool_stride`` / ``spatial_pool_mode``). The attributes are
+    :class:`LlavaVideoAdapter`'s; ``bos_prefix`` is the tokenizer's BOS token when its plain call
+    adds one (as the processor's call does), else empty.
     """
 
     family = "llava_next_video"
     supported_options = ("frame_size", "prompt", "answer_tokens", "pool_stride", "pool_order")
+    model_class = LlavaNextVideoForConditionalGeneration
+    default_image_mean = CLIP_MEAN
+    default_image_std = CLIP_STD
+    reference_template = VICUNA_V1_TEMPLATE
+    fallback_template = VICUNA_VIDEO_TEMPLATE
+    constructor_keywords = ("spatial_pool_stride",)
 
     def __init__(
         self,
@@ -116,79 +106,22 @@ class LlavaNextVideoAdapter(MLLMAdapter):
         :meth:`set_spatial_pool_stride`. ``options.prompt == "reference"`` renders prompts with
         :data:`VICUNA_V1_TEMPLATE` whatever the checkpoint ships.
         """
-        super().__init__(model, tokenizer, num_frames=num_frames, answer_words=answer_words, options=options)
+        super().__init__(
+            model,
+            tokenizer,
+            preprocessing=preprocessing,
+            chat_template=chat_template,
+            num_frames=num_frames,
+            answer_words=answer_words,
+            options=options,
+        )
+        self.bos_prefix = _bos_prefix(tokenizer)
         if spatial_pool_stride is None:
             spatial_pool_stride = self.options.pool_stride
-        if self.options.prompt == "reference":
-            chat_template = VICUNA_V1_TEMPLATE
-        vision = model.config.vision_config
-        self.preprocessing = preprocessing or FramePreprocessing(
-            size=vision.image_size, image_mean=CLIP_MEAN, image_std=CLIP_STD
-        )
-        if self.preprocessing.size != vision.image_size:
-            raise ModelError(
-                f"frames would be resized to {self.preprocessing.size} px but the vision tower takes "
-                f"{vision.image_size} px"
-            )
-        if tokenizer.chat_template is None and chat_template is None:
-            chat_template = VICUNA_VIDEO_TEMPLATE
-        self.chat_template = chat_template
-        self.video_token_id = int(model.config.video_token_id)
-        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
-        self.bos_prefix = _bos_prefix(tokenizer)
-        self._patches = vision.image_size // vision.patch_size
         if spatial_pool_stride is not None:
             self.set_spatial_pool_stride(spatial_pool_stride)
         else:
             self._sync_pooling()
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_id: str | Path,
-        dtype: torch.dtype | str | None = None,
-        device: torch.device | str | None = None,
-        device_map: str | dict[str, Any] | None = None,
-        num_frames: int | None = None,
-        answer_words: tuple[str, str] = ("yes", "no"),
-        attn_implementation: str = "sdpa",
-        spatial_pool_stride: int | None = None,
-        options: AdapterOptions | None = None,
-        **kwargs: Any,
-    ) -> LlavaNextVideoAdapter:
-        """Load a checkpoint (local directory or hub id).
-
-        The model loads with SDPA attention by default (the capture delegates to it);
-        ``kwargs`` go to the model's ``from_pretrained``, and the hub ones (``revision``,
-        ``cache_dir``, ``token``, ``local_files_only``, ...) also to the tokenizer and files.
-        The pooling comes from the checkpoint's ``spatial_pool_stride`` / ``spatial_pool_mode``
-        unless ``spatial_pool_stride`` overrides the stride. Preprocessing settings come from
-        ``video_preprocessor_config.json`` or ``preprocessor_config.json`` (CLIP's mean and std
-        where they say nothing); the prompt template from a processor's ``chat_template.json``
-        if present, else the tokenizer's, else :data:`VICUNA_VIDEO_TEMPLATE`.
-        """
-        model, tokenizer, hub_kwargs = load_checkpoint(
-            LlavaNextVideoForConditionalGeneration,
-            path_or_id,
-            dtype,
-            device,
-            device_map,
-            attn_implementation,
-            **kwargs,
-        )
-        preprocessing = clip_preprocessing(
-            path_or_id, size=model.config.vision_config.image_size, **hub_kwargs
-        )
-        return cls(
-            model,
-            tokenizer,
-            preprocessing=preprocessing,
-            chat_template=processor_chat_template(path_or_id, **hub_kwargs),
-            num_frames=num_frames,
-            answer_words=answer_words,
-            spatial_pool_stride=spatial_pool_stride,
-            options=options,
-        )
 
     @property
     def spatial_pool_stride(self) -> int:
@@ -243,38 +176,15 @@ class LlavaNextVideoAdapter(MLLMAdapter):
             raise ModelError(f"spatial_pool_stride {stride} does not fit the {self._patches}-patch grid")
         resampler.pool = pool_class(kernel_size=stride, stride=stride)
 
-    def num_video_tokens(self, num_frames: int) -> int:
-        """Tokens ``<video>`` expands to: ``T * h * w`` (no newline token for videos)."""
-        h, w = self.grid_shape
-        return num_frames * h * w
-
-    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """Frames ``(T, H, W, 3)`` uint8 -> ``(T, 3, S, S)`` on the vision tower's device and dtype."""
-        tower = next(self.model.model.vision_tower.parameters())
-        frames = pre_resize(frames, self.options.frame_size)
-        return preprocess_frames(frames, self.preprocessing).to(device=tower.device, dtype=tower.dtype)
-
-    @torch.no_grad()
-    def video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The video features of ``(T, 3, S, S)`` pixels: ``(T * h * w, D)``.
-
-        The model's own ``get_video_features`` (pool the tower's patches, then project), or with
-        ``options.pool_order == "project_then_pool"`` the original LLaVA-NeXT order: project every
-        patch token, then pool the projected grid with the same parameter-free pooling.
-        """
+    def _compute_video_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(T * h * w, D)``: the model's own ``get_video_features`` (pool the tower's patches,
+        then project), or with ``options.pool_order == "project_then_pool"`` the original
+        LLaVA-NeXT order: project every patch token, then pool the projected grid with the same
+        parameter-free pooling."""
         self._sync_pooling()
         if self.options.pool_order == "project_then_pool":
-            features = self._project_then_pool(pixel_values)
-        else:
-            out = self.model.get_video_features(pixel_values_videos=pixel_values[None], return_dict=True)
-            features = out.pooler_output[0]
-        expected = self.num_video_tokens(pixel_values.shape[0])
-        if features.shape[0] != expected:
-            raise ModelError(
-                f"the model produced {features.shape[0]} video tokens, expected {expected} "
-                f"(vision_feature_select_strategy={self.model.config.vision_feature_select_strategy!r})"
-            )
-        return features
+            return self._project_then_pool(pixel_values)
+        return self._model_video_features(pixel_values)
 
     def _project_then_pool(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.spatial_pool_mode not in _RESTRIDABLE_MODES:
@@ -282,26 +192,6 @@ class LlavaNextVideoAdapter(MLLMAdapter):
         grid = projected_patch_grid(self.model, pixel_values)  # (T, D, p, p)
         pooled = self.model.model.vision_resampler.pool(grid)  # (T, D, h, w)
         return pooled.flatten(2).transpose(1, 2).reshape(-1, grid.shape[1])
-
-    def render_prompt(self, question: str) -> str:
-        return self.bos_prefix + render_video_prompt(
-            self.tokenizer, question, self.video_token, self.chat_template
-        ).removeprefix(self.bos_prefix)
-
-    def prepare(self, clip: Clip, question: str) -> PreparedInputs:
-        """Embeddings of the chat prompt with the clip's video features in place of ``<video>``."""
-        return prepare_placeholder_video(self, clip, question)
-
-
-def clip_preprocessing(path_or_id: str | Path, size: int, **hub_kwargs: Any) -> FramePreprocessing:
-    """Settings from the checkpoint's preprocessor JSON, with CLIP's mean and std where it has none."""
-    defaults = {"image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}
-    for filename in PREPROCESSOR_FILES:
-        path = checkpoint_file(path_or_id, filename, **hub_kwargs)
-        if path is not None:
-            settings = {k: v for k, v in read_json(path).items() if v is not None}
-            return FramePreprocessing.from_dict({**defaults, **settings}, size, source=path)
-    return FramePreprocessing(size=int(size), image_mean=CLIP_MEAN, image_std=CLIP_STD)
 
 
 def _stride_of(pool: nn.Module) -> int:

@@ -28,6 +28,11 @@ from zsgrounding.mllm.files import checkpoint_file, read_json
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 
+# OpenAI CLIP's normalisation: LLaVA-NeXT-Video's tower (the default when a checkpoint has none)
+# and the Qwen2-VL / Qwen2.5-VL processors' default.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
 # Preprocessor files to read, first found wins: the video processor's settings are the ones the
 # model saw videos with; the image processor's are the usual fallback.
 PREPROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
@@ -76,13 +81,28 @@ class FramePreprocessing:
         return cls(**kwargs)
 
     @classmethod
-    def from_checkpoint(cls, path_or_id: str | Path, size: int, **hub_kwargs: Any) -> FramePreprocessing:
-        """Settings from the checkpoint's preprocessor JSON, or the SigLIP defaults without one."""
-        for filename in PREPROCESSOR_FILES:
-            path = checkpoint_file(path_or_id, filename, **hub_kwargs)
-            if path is not None:
-                return cls.from_dict(read_json(path), size, source=path)
-        return cls(size=int(size))
+    def from_checkpoint(
+        cls, path_or_id: str | Path, size: int, defaults: dict[str, Any] | None = None, **hub_kwargs: Any
+    ) -> FramePreprocessing:
+        """Settings from the checkpoint's preprocessor JSON (:func:`preprocessor_settings`).
+
+        What the file does not give (or all of it, without a file) comes from ``defaults``
+        (settings in the same form, e.g. a family's ``image_mean`` / ``image_std``), else from
+        the SigLIP defaults.
+        """
+        settings, source = preprocessor_settings(path_or_id, **hub_kwargs)
+        given = {name: value for name, value in settings.items() if value is not None}
+        return cls.from_dict({**(defaults or {}), **given}, size, source=source)
+
+
+def preprocessor_settings(path_or_id: str | Path, **hub_kwargs: Any) -> tuple[dict[str, Any], Path | None]:
+    """The checkpoint's first preprocessor JSON in :data:`PREPROCESSOR_FILES` and its path;
+    ``({}, None)`` when it has none."""
+    for filename in PREPROCESSOR_FILES:
+        path = checkpoint_file(path_or_id, filename, **hub_kwargs)
+        if path is not None:
+            return read_json(path), path
+    return {}, None
 
 
 def _triple(value: Any, name: str, source: Path | None) -> tuple[float, float, float]:

@@ -57,28 +57,20 @@ from transformers import (
     Qwen2VLForConditionalGeneration,
 )
 
-from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, embed_with_features
+from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs, checked_video_tokens
 from zsgrounding.mllm.errors import ModelError, first_line
-from zsgrounding.mllm.files import (
-    HUB_KWARGS,
-    checkpoint_file,
-    load_checkpoint,
-    processor_chat_template,
-    read_json,
-)
+from zsgrounding.mllm.files import HUB_KWARGS, load_checkpoint, processor_chat_template
 from zsgrounding.mllm.options import AdapterOptions, pre_resize
 from zsgrounding.mllm.preprocess import (
-    PREPROCESSOR_FILES,
+    CLIP_MEAN,
+    CLIP_STD,
     FramePreprocessing,
     normalise_frames,
+    preprocessor_settings,
     resize_frames,
 )
 from zsgrounding.mllm.prompt import render_video_prompt, tokenize_video_prompt
 from zsgrounding.types import Clip
-
-# OpenAI CLIP's normalisation: the Qwen2-VL / Qwen2.5-VL processors' default.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # The Qwen2-VL video processor's default pixel bounds per frame (``size`` shortest / longest edge).
 DEFAULT_MIN_PIXELS = 128 * 28 * 28
@@ -245,11 +237,8 @@ class QwenVideoPreprocessing:
         **hub_kwargs: Any,
     ) -> QwenVideoPreprocessing:
         """Settings from the checkpoint's video / image preprocessor JSON (first found), else defaults."""
-        for filename in PREPROCESSOR_FILES:
-            path = checkpoint_file(path_or_id, filename, **hub_kwargs)
-            if path is not None:
-                return cls.from_dict(read_json(path), vision_config, source=path, **(overrides or {}))
-        return cls.from_dict({}, vision_config, **(overrides or {}))
+        settings, source = preprocessor_settings(path_or_id, **hub_kwargs)
+        return cls.from_dict(settings, vision_config, source=source, **(overrides or {}))
 
 
 @dataclass
@@ -449,11 +438,8 @@ class Qwen2VLAdapter(MLLMAdapter):
             video_grid_thw=inputs.video_grid_thw,
             return_dict=True,
         )
-        features = out.pooler_output[0]
         expected = int(inputs.video_grid_thw.prod()) // self.preprocessing.merge_size**2
-        if features.shape[0] != expected:
-            raise ModelError(f"the model produced {features.shape[0]} video tokens, expected {expected}")
-        return features
+        return checked_video_tokens(out.pooler_output[0], expected)
 
     def render_prompt(self, question: str) -> str:
         return render_video_prompt(
@@ -507,21 +493,17 @@ class Qwen2VLAdapter(MLLMAdapter):
             raise ModelError(
                 "the chat template does not enclose the video in <|vision_start|> ... <|vision_end|>"
             )
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        embeds = embed_with_features(self.model, input_ids, self.video_token_id, features)
+        input_ids, embeds = self.embed_prompt(prompt, features)
         model_kwargs = {
             "position_ids": self.position_ids(input_ids, video.video_grid_thw, video.second_per_grid_ts),
             "mm_token_type_ids": self.mm_token_type_ids(input_ids),
         }
-        return PreparedInputs(
-            input_ids=input_ids,
-            inputs_embeds=embeds,
-            attention_mask=torch.ones_like(input_ids),
-            visual_grid=torch.arange(start, end).reshape(t_grid, h, w),
-            special_positions=torch.tensor(prompt.special_positions, dtype=torch.long),
-            special_tokens=prompt.special_tokens,
-            answer_position=prompt.answer_position,
-            frame_ids=self.pair_frame_ids(clip.frame_ids),
+        return PreparedInputs.from_prompt(
+            prompt,
+            input_ids,
+            embeds,
+            (t_grid, h, w),
+            self.pair_frame_ids(clip.frame_ids),
             model_kwargs=model_kwargs,
         )
 

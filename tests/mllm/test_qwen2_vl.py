@@ -30,14 +30,9 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as reference_resize
 
 from zsgrounding.mllm import REGISTRY, ModelError, PreparedInputs, load_adapter
-from zsgrounding.mllm.qwen2_vl import (
-    CLIP_MEAN,
-    CLIP_STD,
-    Qwen2VLAdapter,
-    QwenVideoPreprocessing,
-    patchify_video,
-    smart_resize,
-)
+from zsgrounding.mllm.preprocess import CLIP_MEAN, CLIP_STD
+from zsgrounding.mllm.qwen2_vl import Qwen2VLAdapter
+from zsgrounding.mllm.qwen_preprocess import QwenVideoPreprocessing, patchify_video, smart_resize
 from zsgrounding.mllm.registry import entry_for_checkpoint, entry_for_family
 from zsgrounding.types import Clip
 

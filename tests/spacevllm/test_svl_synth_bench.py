@@ -2,43 +2,44 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 from spacevllm.synth import REASONS, STAGES
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "synth_toy.py"
+ROOT = Path(__file__).resolve().parents[2]
+QUICK_VIDEOS = 8  # what --quick runs: "8 videos: a smoke test"
 
 
-def _load_bench() -> ModuleType:
-    # benchmarks/ is a folder of scripts, not a package: load the file as a module.
-    spec = importlib.util.spec_from_file_location("synth_toy_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being created
-    spec.loader.exec_module(module)
-    return module
+def _run(*args: str) -> tuple[dict, str]:
+    """``python benchmarks/synth_toy.py ARGS`` as a user runs it: ``(synth_toy.json, stdout)``."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/synth_toy.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    out = Path(args[args.index("--out") + 1])
+    return json.loads((out / "synth_toy.json").read_text()), done.stdout
 
 
 def _unit(value: float | None) -> None:
     assert value is not None and 0.0 <= value <= 1.0, value
 
 
-def test_quick_run_writes_consistent_counts(tmp_path: Path, capsys) -> None:
-    bench = _load_bench()
-    result = bench.main(["--quick", "--out", str(tmp_path)])
-    printed = capsys.readouterr().out
+def test_quick_run_writes_consistent_counts(tmp_path: Path) -> None:
+    result, printed = _run("--quick", "--out", str(tmp_path))
     assert (tmp_path / "synth_toy.md").is_file()
-    assert json.loads((tmp_path / "synth_toy.json").read_text()) == result
-    assert result["videos"] == bench.QUICK_VIDEOS
+    assert result["videos"] == QUICK_VIDEOS
     assert list(result["runs"]) == ["spans", "whole"]
     kept_somewhere = False
     for run in result["runs"].values():
         report = run["report"]
-        assert report["total"] == bench.QUICK_VIDEOS
+        assert report["total"] == QUICK_VIDEOS
         assert set(report["removed"]) == set(STAGES)
         assert all(set(report["removed"][s]) == set(REASONS[s]) for s in STAGES)
         removed = sum(sum(reasons.values()) for reasons in report["removed"].values())
@@ -64,6 +65,6 @@ def test_quick_run_writes_consistent_counts(tmp_path: Path, capsys) -> None:
     # a second run reuses the toy videos already written
     videos = tmp_path / "toy" / "videos"
     stamps = {p.name: p.stat().st_mtime_ns for p in videos.iterdir()}
-    again = bench.main(["--quick", "--out", str(tmp_path), "--analyzer", "attributes"])
+    again, _ = _run("--quick", "--out", str(tmp_path), "--analyzer", "attributes")
     assert {p.name: p.stat().st_mtime_ns for p in videos.iterdir()} == stamps
     assert again["analyzer"] == "attributes"

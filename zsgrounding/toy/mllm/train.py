@@ -13,7 +13,6 @@ the last finished stage. The folder is removed once the checkpoint is written.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -29,6 +28,7 @@ from transformers import (
     Qwen2VLForConditionalGeneration,
 )
 
+from zsgrounding.atomic import write_text_atomic
 from zsgrounding.toy.mllm.config import QUESTION_KINDS, ToyPretrainConfig
 from zsgrounding.toy.mllm.data import Sampler, build_bank, held_out_questions
 from zsgrounding.toy.mllm.stages import ToyModel, VisualSource, stage1_vision, stage2_align, stage3_instruct
@@ -177,9 +177,8 @@ def _save_stage(out_dir: Path, stage: str, config_json: dict, model: torch.nn.Mo
     # Tied weights share storage, which safetensors refuses: store each tensor on its own.
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights))
-    tmp = meta.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"config": config_json, "metrics": metrics}, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, meta)  # the JSON last: a stage counts as done only once both are whole
+    # The JSON last, written whole or not at all: a stage counts as done only once both are whole.
+    write_text_atomic(meta, json.dumps({"config": config_json, "metrics": metrics}, indent=1) + "\n")
 
 
 def pretrain(

@@ -1,8 +1,11 @@
-"""The place caption check: parsing, object-by-object scoring, greedy decoding on a tiny model."""
+"""The place caption check: parsing, object-by-object scoring, greedy decoding on a tiny model,
+and ``python -m research.toy_place_captions`` run as a user runs it."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from cli import cli
-from zsgrounding.mllm import load_adapter
-from zsgrounding.toy.mllm.captions import (
+from research.captions import (
     PLACE_PROMPT,
     PLACE_TARGETS,
     action_word_check,
@@ -22,10 +24,14 @@ from zsgrounding.toy.mllm.captions import (
     place_word_check,
     score_places,
     teacher_forced,
+    train_captions,
 )
+from zsgrounding.mllm import load_adapter
 from zsgrounding.toy.mllm.data import action_checklist, place_list, seen_objects
 from zsgrounding.toy.mllm.evaluate import EvalConfig, toy_clip
 from zsgrounding.toy.world import ToyWorldConfig, generate_one
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_parse_places_reads_each_object_and_its_move() -> None:
@@ -174,33 +180,31 @@ def test_place_caption_check_scores_every_object_of_every_clip(tiny: Path) -> No
     assert rates["moves_said"] is None and rates["last_right"] is None
 
 
-def _benchmark():
-    import importlib.util
+def _script(*args: str) -> int:
+    """Exit code of ``python -m research.toy_place_captions ARGS`` run from the repository root."""
+    done = subprocess.run(
+        [sys.executable, "-m", "research.toy_place_captions", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode in (0, 2), done.stderr
+    return done.returncode
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "toy_place_captions.py"
-    spec = importlib.util.spec_from_file_location("toy_place_captions", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_place_caption_benchmark_runs_and_refuses_a_folder_without_a_model(
-    tiny: Path, tmp_path: Path
-) -> None:
-    module = _benchmark()
-    assert module.main(["--model", str(tmp_path)]) == 2
-    assert module.main(["--model", str(tiny), "--train-places", "5"]) == 2  # no --train-out
+def test_place_caption_script_runs_and_refuses_a_folder_without_a_model(tiny: Path, tmp_path: Path) -> None:
+    assert _script("--model", str(tmp_path)) == 2
+    assert _script("--model", str(tiny), "--train-places", "5") == 2  # no --train-out
     # The shipped recipe reads 64 px frames, the tiny model 48 px: a clear refusal.
-    assert module.main(["--model", str(tiny), "--train-places", "2", "--train-out", str(tmp_path / "c")]) == 2
+    assert _script("--model", str(tiny), "--train-places", "2", "--train-out", str(tmp_path / "c")) == 2
     out = tmp_path / "captions.json"
-    assert module.main(["--model", str(tiny), "--clips", "2", "--frames", "1", "--out", str(out)]) == 0
+    assert _script("--model", str(tiny), "--clips", "2", "--frames", "1", "--out", str(out)) == 0
     written = json.loads(out.read_text())
     assert written["clips"] == 2 and written["place_words"]["clips"] == 2
     assert written["action_words"]["clips"] == 2
     assert (
-        module.main(
-            ["--model", str(tiny), "--train", "2", "--tasks", "dance", "--train-out", str(tmp_path / "d")]
-        )
+        _script("--model", str(tiny), "--train", "2", "--tasks", "dance", "--train-out", str(tmp_path / "d"))
         == 2
     )
 
@@ -212,7 +216,7 @@ def test_train_captions_moves_the_projector_and_lm_and_keeps_the_tower(tiny: Pat
 
     torch.set_num_threads(1)
     recipe = ToyPretrainConfig.quick(train_clips=12, eval_clips=6)
-    summary = _benchmark().train_captions(tiny, tmp_path / "copy", 3, 1.0, recipe, progress=False)
+    summary = train_captions(tiny, tmp_path / "copy", 3, 1.0, recipe, progress=False)
     assert summary["projector_and_lm"]["steps"] == 3 and summary["projector_only"]["steps"] == 0
     assert set(summary["held_out"]) == {"places"}
     before = LlavaOnevisionForConditionalGeneration.from_pretrained(tiny).state_dict()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from research.probe import box_patches, linear_probe, object_features
 from zsgrounding.toy.mllm.config import ToyPretrainConfig
 from zsgrounding.toy.mllm.data import build_bank
-from zsgrounding.toy.mllm.probe import box_patches, linear_probe, object_features
 from zsgrounding.toy.mllm.stages import to_pixels, tower_hidden
 from zsgrounding.toy.mllm.tokenizer import build_tokenizer
 from zsgrounding.toy.mllm.train import build_model

@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/toy_stage1.py on the tiny recipe: rows train, probe, resume."""
+"""Smoke test of ``python -m research.toy_stage1`` on the tiny recipe: rows train, probe, resume."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_stage1.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, str(BENCH), *args, "--quick", "--no-progress"],
+        [sys.executable, "-m", "research.toy_stage1", *args, "--quick", "--no-progress"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,

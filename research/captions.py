@@ -10,6 +10,10 @@ The teacher-forced checks score chosen words of a true caption given the words b
 with the clip's own video and once with a video that cannot show the answer: another clip's
 (:func:`place_word_check`), or the same frames played backwards (:func:`action_word_check`), which
 swap "moves left" with "moves right" and "grows" with "shrinks" and leave everything else.
+
+:func:`train_captions` first continues stage 2 of a checkpoint on caption tasks alone: can the
+model be taught to read places (or actions) at all? ``python -m research.toy_place_captions``
+runs both.
 """
 
 from __future__ import annotations
@@ -20,15 +24,32 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
 
+from zsgrounding.mllm import load_adapter
 from zsgrounding.mllm.base import MLLMAdapter, PreparedInputs
-from zsgrounding.toy.mllm.data import REVERSE_ACTIONS, action_checklist, place_list, seen_objects
-from zsgrounding.toy.mllm.evaluate import EvalConfig, _adapter, toy_clip
+from zsgrounding.toy.mllm.config import StageSchedule, ToyPretrainConfig
+from zsgrounding.toy.mllm.data import (
+    CAPTION_TASKS,
+    REVERSE_ACTIONS,
+    Sampler,
+    action_checklist,
+    build_bank,
+    place_list,
+    seen_objects,
+)
+from zsgrounding.toy.mllm.evaluate import EvalConfig, toy_clip
+from zsgrounding.toy.mllm.stages import VisualSource, stage2_align
+from zsgrounding.toy.mllm.train import save_checkpoint
 from zsgrounding.toy.world import ACTIONS, ToyVideo, generate_one
 from zsgrounding.types import Clip
 
 PLACE_PROMPT = "where is each thing?"
 ACTION_PROMPT = "list the actions."
+
+
+def _adapter(model: str | Path | MLLMAdapter) -> MLLMAdapter:
+    return model if isinstance(model, MLLMAdapter) else load_adapter(model)
 
 
 @torch.no_grad()
@@ -285,6 +306,66 @@ def action_word_check(
     }
 
 
+def train_captions(
+    model_dir: Path,
+    out: Path,
+    steps: int,
+    cell_weight: float = 0.0,
+    recipe: ToyPretrainConfig | None = None,
+    progress: bool = True,
+    tasks: tuple[str, ...] = ("places",),
+) -> dict:
+    """Continue stage 2 of the checkpoint ``model_dir`` with only the caption ``tasks`` (equal
+    weights) for ``steps`` steps (tower frozen); save the copy to ``out`` and return the stage-2
+    summary.
+
+    ``recipe`` gives the data and sizes (default: the shipped recipe's); its caption tasks, stage-2
+    schedules, tower training and cell loss are replaced here.
+    """
+    unknown = sorted(set(tasks) - set(CAPTION_TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"caption tasks are among {sorted(CAPTION_TASKS)}, not {unknown or 'none'}")
+    base = recipe or ToyPretrainConfig()
+    cfg = dataclasses.replace(
+        base,
+        caption_tasks=dict.fromkeys(tasks, 1.0),
+        stage2_projector=StageSchedule(0, 32, 1e-3, warmup=1),  # projector and LM together at once
+        stage2=StageSchedule(steps, base.stage2.batch, 1e-3, warmup=min(20, steps)),
+        train_vision=(),
+        cell_weight=cell_weight,
+        cell_stages=("stage2",),
+    )
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    if tokenizer.convert_tokens_to_ids("top") == tokenizer.unk_token_id:
+        raise ValueError(f"{model_dir}'s vocabulary has no place words: its recipe never said places")
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir)
+    if model.config.vision_config.image_size != cfg.model.image_size:
+        raise ValueError(
+            f"{model_dir} reads {model.config.vision_config.image_size} px frames, the recipe "
+            f"{cfg.model.image_size} px"
+        )
+    size = cfg.model.bank_size
+    banks = [
+        build_bank(
+            cfg.world, start, count, cfg.bank_frames, size, cfg.chroma_augment, cfg.seed, progress, name
+        )
+        for start, count, name in (
+            (cfg.train_start, cfg.train_clips, "train clips"),
+            (cfg.eval_start, cfg.eval_clips, "held-out clips"),
+        )
+    ]
+    sources = [VisualSource.cached(model.eval(), bank, progress=progress) for bank in banks]
+    samplers = [
+        Sampler(bank, tokenizer, cfg.world, cfg.model, seed=[cfg.seed, stream])
+        for bank, stream in zip(banks, (77, 1077), strict=True)
+    ]
+    torch.manual_seed(cfg.seed + 77)
+    metrics = stage2_align(model, *samplers, *sources, cfg, lambda record: None, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, model, tokenizer, cfg)
+    return {"steps": steps, "tasks": list(tasks), "cell_weight": cell_weight, **metrics}
+
+
 __all__ = [
     "ACTION_PROMPT",
     "PLACE_PROMPT",
@@ -297,5 +378,6 @@ __all__ = [
     "place_word_check",
     "score_places",
     "teacher_forced",
+    "train_captions",
     "true_places",
 ]

@@ -6,7 +6,8 @@ pooled, projected token of the cell holding its centre, what the language model 
 (``projected``). A linear classifier per attribute (shape, colour, size, and the third of the
 frame the centre is in, horizontally and vertically) is fitted on the objects of the first clips
 and scored on the rest. Boxes are read here only to decide where to look; nothing is trained on
-them but the probe.
+them but the probe. ``python -m research.toy_stage1`` runs the probes on stage-1 variants or on
+a saved checkpoint.
 """
 
 from __future__ import annotations

@@ -2,14 +2,16 @@
 
 Usage::
 
-    python benchmarks/toy_stage1.py --out runs/toy_stage1                    # every row
-    python benchmarks/toy_stage1.py --out runs/toy_stage1 --rows before recipe
-    python benchmarks/toy_stage1.py --checkpoint zsgrounding/toy/assets/toy_mllm  # probe a checkpoint
+    python -m research.toy_stage1 --out runs/toy_stage1                    # every row
+    python -m research.toy_stage1 --out runs/toy_stage1 --rows before recipe
+    python -m research.toy_stage1 --checkpoint zsgrounding/toy/assets/toy_mllm  # probe a checkpoint
+
+(from the repository root).
 
 Each row trains the vision tower with the sigmoid loss (the recipe's seed, 2000 training clips)
 and reports the held-out shape binding (the true frame description against the same one with a
 shape changed), the retrieval top-1 among 256 frames, and the probes of
-:mod:`zsgrounding.toy.mllm.probe` on 120 held-out clips: can a linear classifier read each
+:mod:`research.probe` on 120 held-out clips: can a linear classifier read each
 object's shape, colour, size and place from the tower's patches at the object? Rows:
 
 - ``before``: SigLIP's learned position table, no place words, whole frames only, 800 steps;
@@ -43,9 +45,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads
 import torch
 from transformers import LlavaOnevisionForConditionalGeneration
 
+from research.probe import PROBED, tower_probe
 from zsgrounding.toy.mllm.config import PLACELESS_RECIPE, StageSchedule, ToyPretrainConfig
 from zsgrounding.toy.mllm.data import Sampler, build_bank
-from zsgrounding.toy.mllm.probe import PROBED, tower_probe
 from zsgrounding.toy.mllm.stages import stage1_vision
 from zsgrounding.toy.mllm.tokenizer import build_tokenizer
 from zsgrounding.toy.mllm.train import build_model

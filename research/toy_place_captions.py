@@ -2,12 +2,14 @@
 
 Usage::
 
-    python benchmarks/toy_place_captions.py --model DIR [--clips 100] [--frames 8] [--out FILE]
-    python benchmarks/toy_place_captions.py --model DIR --train 600 [--tasks places,actions] \
+    python -m research.toy_place_captions --model DIR [--clips 100] [--frames 8] [--out FILE]
+    python -m research.toy_place_captions --model DIR --train 600 [--tasks places,actions] \
         [--cell-weight 1] --train-out DIR2
 
+(from the repository root).
+
 Asks "where is each thing?" on held-out toy videos, decodes greedily and scores the captions
-object by object (:mod:`zsgrounding.toy.mllm.captions`). Chance for the first place is about 1 in 9
+object by object (:mod:`research.captions`). Chance for the first place is about 1 in 9
 of the named objects (a 3 x 3 grid). Then two teacher-forced checks, given the true caption so
 far: is the next place word right, with the clip's own video and with another clip's (what the
 text alone predicts)? And in the actions checklist, is the word after each action (``none`` or
@@ -28,80 +30,14 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads
 
 import torch
-from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerFast
 
-from zsgrounding.toy.mllm.captions import action_word_check, place_caption_check, place_word_check
-from zsgrounding.toy.mllm.config import StageSchedule, ToyPretrainConfig
-from zsgrounding.toy.mllm.data import CAPTION_TASKS, Sampler, build_bank
+from research.captions import action_word_check, place_caption_check, place_word_check, train_captions
 from zsgrounding.toy.mllm.evaluate import EvalConfig
-from zsgrounding.toy.mllm.stages import VisualSource, stage2_align
-from zsgrounding.toy.mllm.train import save_checkpoint
-
-
-def train_captions(
-    model_dir: Path,
-    out: Path,
-    steps: int,
-    cell_weight: float = 0.0,
-    recipe: ToyPretrainConfig | None = None,
-    progress: bool = True,
-    tasks: tuple[str, ...] = ("places",),
-) -> dict:
-    """Continue stage 2 of the checkpoint ``model_dir`` with only the caption ``tasks`` (equal
-    weights) for ``steps`` steps (tower frozen); save the copy to ``out`` and return the stage-2
-    summary.
-
-    ``recipe`` gives the data and sizes (default: the shipped recipe's); its caption tasks, stage-2
-    schedules, tower training and cell loss are replaced here.
-    """
-    unknown = sorted(set(tasks) - set(CAPTION_TASKS))
-    if unknown or not tasks:
-        raise ValueError(f"caption tasks are among {sorted(CAPTION_TASKS)}, not {unknown or 'none'}")
-    base = recipe or ToyPretrainConfig()
-    cfg = replace(
-        base,
-        caption_tasks=dict.fromkeys(tasks, 1.0),
-        stage2_projector=StageSchedule(0, 32, 1e-3, warmup=1),  # projector and LM together at once
-        stage2=StageSchedule(steps, base.stage2.batch, 1e-3, warmup=min(20, steps)),
-        train_vision=(),
-        cell_weight=cell_weight,
-        cell_stages=("stage2",),
-    )
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
-    if tokenizer.convert_tokens_to_ids("top") == tokenizer.unk_token_id:
-        raise ValueError(f"{model_dir}'s vocabulary has no place words: its recipe never said places")
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(model_dir)
-    if model.config.vision_config.image_size != cfg.model.image_size:
-        raise ValueError(
-            f"{model_dir} reads {model.config.vision_config.image_size} px frames, the recipe "
-            f"{cfg.model.image_size} px"
-        )
-    size = cfg.model.bank_size
-    banks = [
-        build_bank(
-            cfg.world, start, count, cfg.bank_frames, size, cfg.chroma_augment, cfg.seed, progress, name
-        )
-        for start, count, name in (
-            (cfg.train_start, cfg.train_clips, "train clips"),
-            (cfg.eval_start, cfg.eval_clips, "held-out clips"),
-        )
-    ]
-    sources = [VisualSource.cached(model.eval(), bank, progress=progress) for bank in banks]
-    samplers = [
-        Sampler(bank, tokenizer, cfg.world, cfg.model, seed=[cfg.seed, stream])
-        for bank, stream in zip(banks, (77, 1077), strict=True)
-    ]
-    torch.manual_seed(cfg.seed + 77)
-    metrics = stage2_align(model, *samplers, *sources, cfg, lambda record: None, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out, model, tokenizer, cfg)
-    return {"steps": steps, "tasks": list(tasks), "cell_weight": cell_weight, **metrics}
 
 
 def main(argv: list[str] | None = None) -> int:

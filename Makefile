@@ -1,9 +1,9 @@
 # Set-up and everyday commands. `make demo` and `make test` work on a fresh machine:
 # each creates .venv (once), installs the project into it, then runs.
 #
-# Torch: by default the CPU build torch==2.13.0 is pinned through constraints.txt so that no
-# resolver step can pull a multi-GB CUDA build. GPU users install their own torch into .venv
-# first and pass TORCH= (empty) to skip the pin: see README, "Bring your own torch".
+# Torch: torch==2.13.0 (the tested release) is pinned through constraints.txt. From PyPI on Linux
+# that is the CUDA build; for the CPU build, or a CUDA build of your choice, install torch into
+# .venv first and pass TORCH= (empty) to skip the pin: see README, "Set-up".
 
 PYTHON ?= python3
 VENV ?= .venv

@@ -411,7 +411,7 @@ def compare(
         spacevllm_frames=opts["num_frames"],
         toy=toy_dir is not None,
     )
-    proposer = proposer_for(opts, out, toy_dir)
+    proposer = proposer_for(opts, out, toy_dir, _explicit(opts))
     tracks_for = proposal_tracks(proposer, opts["num_frames"] or base.num_frames, base.sampling)
     comparison = compare_paradigms(
         samples,
@@ -433,7 +433,12 @@ def compare(
 @cli.command()
 @click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("noun_phrase")
-@click.option("--detector", default="IDEA-Research/grounding-dino-tiny", show_default=True)
+@click.option(
+    "--detector",
+    default="IDEA-Research/grounding-dino-tiny",
+    show_default=True,
+    help="Grounding DINO (folder or hub id), or 'toy': the toy world's colour detector with the IoU tracker.",
+)
 @click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True)
 @click.option("--sam2", "sam2_model", default="facebook/sam2.1-hiera-tiny", show_default=True)
 @click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True)
@@ -464,12 +469,16 @@ def proposals(
 
     The tracks are made on the frames a grounder will sample (--num-frames, --sampling), so that
     `ground` and `eval` with the same frames read them from the store."""
+    from zsgrounding.apps.factory import TOY_DETECTOR, toy_proposer
     from zsgrounding.proposals.source import make_proposer
     from zsgrounding.video import sample_uniform
 
-    proposer = make_proposer(
-        store_dir=out, detector=detector, tracker=tracker, sam2=sam2_model, device=device
-    )
+    if detector == TOY_DETECTOR:
+        proposer = toy_proposer(out)
+    else:
+        proposer = make_proposer(
+            store_dir=out, detector=detector, tracker=tracker, sam2=sam2_model, device=device
+        )
     clip = sample_uniform(video, num_frames, sampling=sampling)
     tracks = proposer(clip, noun_phrase, video.name)
     click.echo(f"{len(tracks)} tracks of {noun_phrase!r} in {video.name}: {proposer.store.path(video.name)}")

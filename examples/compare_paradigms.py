@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from spacevllm.infer import SpaceVLLMGrounder
 from spacevllm.model import SpaceVLLM
 from zsgrounding.assets import resolve_model, resolve_spacevllm
@@ -35,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spacevllm", default="toy", help="a SpaceVLLM checkpoint ('toy': the shipped one)")
     parser.add_argument("--num-frames", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("runs/examples/compare"))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (the toy models gain nothing from more)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     toy = args.toy_dir
     if toy is None:

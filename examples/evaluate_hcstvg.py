@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from zsgrounding.datasets import load_dataset
 from zsgrounding.proposals.source import make_proposer
 from zsgrounding.runner import RunConfig, run_dataset
@@ -36,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument("--toy-clips", type=int, default=8, help="clips written when no --gt is given")
     parser.add_argument("--out", type=Path, default=Path("runs/examples/hcstvg"))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (the toy models gain nothing from more)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     if args.gt is None:
         toy = args.out / "toy"  # annotations.json here is in the HC-STVG v1 format

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from spacevllm.convert import convert
 from spacevllm.infer import SpaceVLLMGrounder
 from spacevllm.model import SpaceVLLM
@@ -33,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("runs/examples/finetune"))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (the toy models gain nothing from more)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     # 1. Data: toy clips -> one JSONL of `stvg` records (the format every source converts to).
     make_dataset(args.out / "train_clips", args.train_clips, ToyWorldConfig(seed=21), progress=False)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from zsgrounding.datasets import load_dataset
 from zsgrounding.proposals.source import make_proposer
 from zsgrounding.toy.proposer import ToyProposer
@@ -31,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="toy", help="MLLM folder or hub id ('toy': the shipped one)")
     parser.add_argument("--num-frames", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("runs/examples/ground"))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (the toy models gain nothing from more)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     gt = None
     if args.video is None:  # a toy clip: its objects' tracks stand in for Grounding DINO + SAM2

@@ -156,7 +156,12 @@ def model_options(fn: F) -> F:
             default=None,
             help="Track store folder: tracks are read from it, or extracted and saved into it.",
         ),
-        click.option("--detector", default=None, help="Grounding DINO checkpoint (folder or hub id)."),
+        click.option(
+            "--detector",
+            default=None,
+            help="Grounding DINO checkpoint (folder or hub id), or 'toy': the toy world's colour detector "
+            "with the IoU tracker [default: toy with --model toy, else IDEA-Research/grounding-dino-tiny].",
+        ),
         click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True),
         click.option("--sam2", "sam2_model", default=None, help="SAM2 video checkpoint (folder or hub id)."),
         click.option(

@@ -12,6 +12,7 @@ comparison shares one tube scorer, and the zero-shot rows share one loaded MLLM.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from zsgrounding.baselines import BASELINES, BaselineGrounder, target_track_only
 from zsgrounding.datasets import load_dataset
 from zsgrounding.errors import STVGError
 from zsgrounding.mllm import load_adapter
-from zsgrounding.proposals import make_proposer
+from zsgrounding.proposals import CachedProposer, make_proposer
 from zsgrounding.toy.proposer import ToyProposer
 from zsgrounding.tubes import TubeScorer, TubeScorerConfig
 from zsgrounding.types import Sample
@@ -37,6 +38,7 @@ __all__ = [
     "GROUNDER_KINDS",
     "GrounderSpec",
     "SpecError",
+    "ToyWorldWarning",
     "ablate",
     "comparison_grounders",
     "decomposer_for",
@@ -46,6 +48,7 @@ __all__ = [
     "parse_grounder_specs",
     "proposer_for",
     "spacevllm_grounder",
+    "toy_proposer",
     "zero_shot_config",
 ]
 
@@ -130,13 +133,49 @@ def decomposer_for(
     return Decomposer.from_env(cache_path=cache, reference_path=reference_path, notify=notify)
 
 
-def proposer_for(opts: Mapping[str, Any], out: Path | None, toy_dir: Path | None = None) -> Any:
-    """Object tracks: the toy folder's own, or the track store (``proposals_dir``, else ``out/tracks``)."""
+TOY_DETECTOR = "toy"  # the --detector value of the toy world's pixel-colour detector
+
+
+class ToyWorldWarning(UserWarning):
+    """The toy model or detector is asked about a clip from outside the toy world."""
+
+
+def toy_proposer(store_dir: Path | None) -> CachedProposer:
+    """The offline proposer: the toy world's colour detector linked by the IoU tracker, stored."""
+    from zsgrounding.proposals.extract import Proposer
+    from zsgrounding.proposals.store import TrackStore
+    from zsgrounding.proposals.tracker import IoUTracker
+    from zsgrounding.toy.detector import ToyColourDetector
+
+    settings = {"detector": TOY_DETECTOR, "tracker": "iou"}  # stored tracks depend on nothing else
+    store = TrackStore(store_dir) if store_dir is not None else None
+    return CachedProposer(store, Proposer(ToyColourDetector(), IoUTracker()), settings)
+
+
+def proposer_for(
+    opts: Mapping[str, Any], out: Path | None, toy_dir: Path | None = None, explicit: Iterable[str] = ()
+) -> Any:
+    """Object tracks: the toy folder's own; else the track store (``proposals_dir``, else
+    ``out/tracks``) filled by the detector and tracker the options name.
+
+    With the embedded toy model and no detector named, the detector is the offline toy detector
+    with the IoU tracker (nothing to download); ``--detector toy`` asks for it explicitly.
+    """
     if toy_dir is not None and opts["proposals_dir"] is None:
         return ToyProposer(toy_dir)
+    store_dir = opts["proposals_dir"] or (out / "tracks" if out is not None else None)
+    detector = opts["detector"]
+    if detector is None and str(opts.get("model")) == "toy":
+        detector = TOY_DETECTOR
+    if detector == TOY_DETECTOR:
+        if opts["tracker"] == "sam2" and "tracker" in set(explicit):
+            raise STVGError(
+                "--detector toy runs with the IoU tracker (--tracker iou): SAM2 needs its weights"
+            )
+        return toy_proposer(store_dir)
     return make_proposer(
-        store_dir=opts["proposals_dir"] or (out / "tracks" if out is not None else None),
-        detector=opts["detector"],
+        store_dir=store_dir,
+        detector=detector,
         tracker=opts["tracker"],
         sam2=opts["sam2_model"],
         device=opts["device"],
@@ -158,10 +197,18 @@ def grounder_for(
         return spacevllm_grounder(
             opts["checkpoint"], num_frames=opts["num_frames"], dtype=opts["dtype"], device=opts["device"]
         )
+    if str(opts.get("model")) == "toy" and toy_dir is None:
+        warnings.warn(
+            "the toy model (and the toy detector) know only the toy world's coloured shapes; for real "
+            "video pass --model (a folder or hub id, e.g. llava-hf/llava-onevision-qwen2-7b-ov-hf) and "
+            "--detector / --proposals",
+            ToyWorldWarning,
+            stacklevel=2,
+        )
     grounder = ZeroShotGrounder(
         zero_shot_config(opts, explicit),
         decomposer=decomposer_for(out, opts["decompositions"], notify),
-        proposer=proposer_for(opts, out, toy_dir),
+        proposer=proposer_for(opts, out, toy_dir, explicit),
     )
     grounder.check()  # option errors now, not once per sample
     return grounder

@@ -10,6 +10,7 @@ from transformers import AutoTokenizer
 from transformers.utils import cached_file
 
 from zsgrounding.mllm.errors import ModelError, first_line
+from zsgrounding.mllm.hub import require_checkpoint
 
 # from_pretrained keywords that also locate the tokenizer and the preprocessor files.
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
@@ -82,6 +83,9 @@ def load_checkpoint(
     the tokenizer and are returned for locating the checkpoint's other files.
     """
     hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+    require_checkpoint(
+        path_or_id, "model", offline="`--model toy` (it knows only the toy world)", **hub_kwargs
+    )
     try:
         model = model_class.from_pretrained(
             path_or_id, dtype=dtype, device_map=device_map, attn_implementation=attn_implementation, **kwargs

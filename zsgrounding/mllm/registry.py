@@ -18,6 +18,7 @@ from transformers import AutoConfig
 from zsgrounding.mllm.base import MLLMAdapter
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import checkpoint_file, read_json
+from zsgrounding.mllm.hub import require_checkpoint
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ def model_type_of(path_or_id: str | Path, **hub_kwargs: Any) -> str:
         local.is_absolute() or str(path_or_id).startswith((".", "~")) or local.exists()
     ):
         raise ModelError(f"{path_or_id}: no such checkpoint folder")
+    require_checkpoint(
+        path_or_id, "model", offline="`--model toy` (it knows only the toy world)", **hub_kwargs
+    )
     try:
         return str(AutoConfig.from_pretrained(str(path_or_id), **hub_kwargs).model_type)
     except (OSError, ValueError, KeyError) as exc:

@@ -23,6 +23,7 @@ from transformers import AutoTokenizer, GroundingDinoForObjectDetection
 from zsgrounding.boxes import cxcywh_norm_to_xyxy
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, read_json
+from zsgrounding.mllm.hub import require_checkpoint
 from zsgrounding.mllm.preprocess import FramePreprocessing, normalise_frames, resize_frames
 from zsgrounding.proposals.detections import FrameDetections
 
@@ -219,6 +220,12 @@ class GroundingDinoDetector:
         unknown = set(hub_kwargs) - set(HUB_KWARGS)
         if unknown:
             raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+        require_checkpoint(
+            path_or_id,
+            "detector",
+            offline="`--detector toy --tracker iou` (it knows only the toy world)",
+            **hub_kwargs,
+        )
         try:
             model = GroundingDinoForObjectDetection.from_pretrained(path_or_id, dtype=dtype, **hub_kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path_or_id, **hub_kwargs)

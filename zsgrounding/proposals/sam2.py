@@ -35,6 +35,7 @@ from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenc
 from zsgrounding.boxes import box_iou_matrix
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, read_json
+from zsgrounding.mllm.hub import require_checkpoint
 from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
 from zsgrounding.proposals.detections import FrameDetections
 from zsgrounding.types import Track
@@ -179,6 +180,7 @@ class Sam2Tracker:
         unknown = set(hub_kwargs) - set(HUB_KWARGS)
         if unknown:
             raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+        require_checkpoint(path_or_id, "SAM2 tracker", offline="`--tracker iou`", **hub_kwargs)
         try:
             model = Sam2VideoModel.from_pretrained(path_or_id, dtype=dtype, **hub_kwargs)
         except OSError as exc:

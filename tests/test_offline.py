@@ -1,0 +1,133 @@
+"""Offline first run: the embedded toy model grounds a clip with nothing to download, and a hub id
+that is neither cached nor reachable fails in one line within seconds (the hub is unreachable in
+these tests by construction: its endpoint is a closed local port or offline mode is set)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from zsgrounding.datasets import load_dataset
+from zsgrounding.mllm.errors import ModelError
+from zsgrounding.mllm.hub import hub_unreachable, require_checkpoint
+from zsgrounding.toy.world import ToyWorldConfig, make_dataset
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens here once the socket is closed
+
+
+@pytest.fixture
+def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("own")
+    make_dataset(folder, 1, ToyWorldConfig(seed=13), progress=False)
+    sample = load_dataset("toy", folder)[0]
+    return sample.video, sample.sentence
+
+
+def test_a_clip_grounds_offline_with_the_defaults_and_the_toy_warning(
+    run_cli, no_hub, clip, tmp_path
+) -> None:
+    video, sentence = clip  # a clip of its own: no --toy-dir, so proposals come from a detector
+    start = time.perf_counter()
+    code, _stdout, stderr = run_cli(["ground", str(video), sentence, "--out", str(tmp_path), "--quiet"])
+    assert code == 0, stderr
+    assert time.perf_counter() - start < 60
+    warned = [line for line in stderr.splitlines() if "know only the toy world" in line]
+    assert len(warned) == 1 and "--model" in warned[0] and "Traceback" not in stderr
+    result = json.loads((tmp_path / f"{video.stem}_result.json").read_text())
+    assert result["tube"]["end"] > result["tube"]["start"]  # the toy detector found the shape
+    assert result["settings"]["model"] == "toy"
+    # the tracks went to the store with the toy detector's settings, for the next run
+    stored = json.loads(next((tmp_path / "tracks").glob("*.json")).read_text())
+    assert stored["settings"]["detector"] == "toy" and stored["settings"]["tracker"] == "iou"
+
+
+def test_an_uncached_hub_model_fails_fast_in_one_line(run_cli, no_hub, clip, tmp_path) -> None:
+    video, sentence = clip
+    start = time.perf_counter()
+    code, _stdout, stderr = run_cli(
+        ["ground", str(video), sentence, "--model", "org/not-cached", "--out", str(tmp_path), "--quiet"]
+    )
+    elapsed = time.perf_counter() - start
+    lines = [line for line in stderr.splitlines() if line.strip() and "warning" not in line]
+    assert code == 2 and elapsed < 15, (elapsed, stderr)
+    assert len(lines) == 1 and lines[0].startswith("stvg: error: model 'org/not-cached' is not in the local")
+    assert "hf download org/not-cached" in lines[0] and "--model toy" in lines[0]
+
+
+def test_an_uncached_detector_fails_fast_and_names_the_offline_one(run_cli, no_hub, clip, tmp_path) -> None:
+    video, _ = clip
+    code, _, stderr = run_cli(
+        [
+            "proposals",
+            str(video),
+            "diamond",
+            "--detector",
+            "org/dino",
+            "--tracker",
+            "iou",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2 and stderr.count("\n") == 1
+    assert "detector 'org/dino' is not in the local cache" in stderr and "--detector toy" in stderr
+    code, stdout, stderr = run_cli(
+        ["proposals", str(video), "diamond", "--detector", "toy", "--num-frames", "6", "--out", str(tmp_path)]
+    )
+    assert code == 0, stderr
+    assert "tracks of 'diamond'" in stdout
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def test_the_check_lets_cached_reachable_and_local_models_through(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    assert hub_unreachable() is not None
+    require_checkpoint(tmp_path, "model")  # a local folder
+    # A cached repository: the hub's cache layout (refs/main -> snapshots/<rev>/config.json).
+    repo = tmp_path / "cache" / "models--org--cached"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    cache = tmp_path / "cache"  # huggingface_hub reads HF_HUB_CACHE at import: pass the folder
+    require_checkpoint("org/cached", "model", cache_dir=cache)
+    with pytest.raises(ModelError, match="'org/missing' is not in the local cache"):
+        require_checkpoint("org/missing", "model", cache_dir=cache)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        assert hub_unreachable() is None
+        require_checkpoint("org/missing", "model", cache_dir=cache)  # reachable: the loaders download it
+    finally:
+        server.shutdown()
+        server.server_close()

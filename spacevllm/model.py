@@ -229,7 +229,7 @@ class SpaceVLLM(nn.Module):
             query_attention=decoded.query_attention,
             last_hidden_state=hidden,
             next_token_logits=first,
-            past_key_values=out.past_key_values if use_cache else None,
+            past_key_values=out.cache if use_cache else None,
         )
 
     def step(
@@ -243,9 +243,9 @@ class SpaceVLLM(nn.Module):
         out = self.base.model(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=past_key_values,
             use_cache=True,
             return_dict=True,
         )
         logits = self.base.get_output_embeddings()(out.last_hidden_state[:, -1]).float()
-        return logits, out.past_key_values
+        return logits, out.cache

@@ -240,7 +240,7 @@ def test_decoding_with_cache_is_skipped(qwen2: Qwen2ForCausalLM) -> None:
     with torch.no_grad():
         prefix = qwen2(input_ids=inputs["input_ids"][:, :-1], use_cache=True)
         with capture_attention(qwen2, CaptureConfig(query_positions=[-1], layers=(0, 2))) as cap:
-            qwen2(input_ids=inputs["input_ids"][:, -1:], past_key_values=prefix.past_key_values)
+            qwen2(input_ids=inputs["input_ids"][:, -1:], cache=prefix.cache)
     assert cap.skipped_calls == 2 and cap.calls == 0 and not cap.maps
 
 

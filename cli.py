@@ -33,11 +33,22 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--dataset", type=click.Choice(STVG_DATASETS), required=True, help="Annotation format of --gt.")
+@click.option(
+    "--dataset",
+    type=click.Choice((*STVG_DATASETS, "charades-sta")),
+    required=True,
+    help="Annotation format of --gt (charades-sta: temporal grounding, R@1 and mIoU).",
+)
 @click.option(
     "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True, help="Annotation file."
 )
-@click.option("--pred", "pred_path", type=click.Path(path_type=Path), required=True, help="Prediction JSON.")
+@click.option(
+    "--pred",
+    "pred_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Prediction JSON (charades-sta: {id: [start_s, end_s]}).",
+)
 @protocol_options
 @click.option(
     "--vidor-dir",
@@ -65,13 +76,35 @@ def score(
     skip_malformed: bool,
     as_json: bool,
 ) -> None:
-    """Score a prediction file against STVG ground truth (m_tIoU, m_vIoU, vIoU@R, in percent)."""
+    """Score a prediction file against STVG ground truth (m_tIoU, m_vIoU, vIoU@R, in percent).
+
+    For charades-sta: R@1 at IoU 0.3 / 0.5 / 0.7 and mIoU, in percent, of one span per query."""
     from zsgrounding.datasets import LoadReport, load_dataset
-    from zsgrounding.metrics import evaluate
-    from zsgrounding.predictions import load_predictions
+    from zsgrounding.metrics import evaluate, evaluate_temporal
+    from zsgrounding.predictions import load_predictions, load_span_predictions
     from zsgrounding.report import markdown_table, stvg_rows
 
     kw: dict[str, object] = {"skip_malformed": skip_malformed, "report": LoadReport()}
+    if dataset == "charades-sta":
+        ctx = click.get_current_context()
+        for name in ("frames", "protocol"):
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(f"--{name} applies to STVG datasets, not charades-sta")
+        spans = {
+            s.id: s.span_seconds for s in load_dataset(dataset, gt_path, **kw) if s.span_seconds is not None
+        }
+        span_predictions = load_span_predictions(pred_path)
+        temporal = evaluate_temporal(span_predictions, spans)
+        if temporal.missing:
+            click.echo(f"missing predictions: {len(temporal.missing)} of {len(spans)} (scored 0)", err=True)
+        extra = len(set(span_predictions) - set(spans))
+        if extra:
+            click.echo(f"ignored predictions with no ground truth: {extra}", err=True)
+        summary = temporal.report()
+        click.echo(
+            json.dumps(summary) if as_json else markdown_table({"all": summary}, list(temporal.summary()))
+        )
+        return
     if dataset == "vidstg":
         kw["vidor_dir"] = vidor_dir
     elif dataset in ("hcstvg-v1", "hcstvg-v2", "toy"):

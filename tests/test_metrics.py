@@ -166,6 +166,35 @@ def test_cgstvg_variant_interpolates_and_shortens_gt():
     assert_allclose(r.viou, [2 / 10])  # without interpolation only frames 10 and 18 have boxes
 
 
+def test_cgstvg_shortens_only_an_inclusive_gt_end():
+    # HC-STVG (the default flag): a prediction equal to the GT [10,20) is scored against [10,19):
+    # tIoU = vIoU = 9/10, as before. VidSTG (flag False): the GT is scored in full, 1.
+    gt = dense(10, 20)
+    hc = {"a": gt_of(gt, segment=(0, 40), fps=25.0)}
+    vidstg = {"a": GroundTruth(tube=gt, fps=25.0, segment=(0, 40), cgstvg_end_inclusive=False)}
+    r = evaluate({"a": dense(10, 20)}, hc, protocol="cgstvg")
+    assert_allclose(r.tiou, [9 / 10])
+    assert_allclose(r.viou, [9 / 10])
+    r = evaluate({"a": dense(10, 20)}, vidstg, protocol="cgstvg")
+    assert r.summary() == {"m_tIoU": 100.0, "m_vIoU": 100.0, "vIoU@0.3": 100.0, "vIoU@0.5": 100.0, "n": 1}
+    # A prediction one frame short of the VidSTG GT: |I| = 9, |U| = 10.
+    r = evaluate({"a": dense(10, 19)}, vidstg, protocol="cgstvg")
+    assert_allclose(r.tiou, [9 / 10])
+    assert_allclose(r.viou, [9 / 10])
+
+
+@pytest.mark.parametrize("protocol", ["tubedetr", "cgstvg"])
+def test_zero_length_gt_scores_zero_and_counts(protocol):
+    # GT [5,5) (VidSTG's begin_fid == end_fid): no prediction overlaps it, even one around it.
+    gts = {
+        "empty": GroundTruth(tube=Tube(5, 5), fps=5.0, segment=(0, 20), cgstvg_end_inclusive=False),
+        "full": GroundTruth(tube=dense(0, 10), fps=5.0, segment=(0, 20), cgstvg_end_inclusive=False),
+    }
+    r = evaluate({"empty": dense(0, 10), "full": dense(0, 10)}, gts, protocol=protocol)
+    assert r.tiou.tolist() == [0.0, 1.0] and r.viou.tolist() == [0.0, 1.0]
+    assert r.summary()["m_tIoU"] == 50.0 and r.summary()["m_vIoU"] == 50.0 and r.summary()["n"] == 2
+
+
 def test_qtype_splits():
     gts = {
         "d": gt_of(dense(0, 10), qtype="declarative"),
@@ -199,6 +228,23 @@ def test_temporal_recall_is_inclusive_threshold():
     assert s["R@1,IoU=0.5"] == pytest.approx(200 / 3)
     assert s["R@1,IoU=0.7"] == pytest.approx(100 / 3)
     assert s["mIoU"] == pytest.approx(50.0)
+
+
+def test_temporal_by_id_hand_values():
+    # IoU 1, 1/2 (10/20), 1/3 (10/30), 3/4 (7.5/10), and a query with no prediction (0).
+    gt = {"a": (0.0, 10.0), "b": (0.0, 10.0), "c": (10.0, 20.0), "d": (5.0, 15.0), "e": (0.0, 4.0)}
+    pred = {"a": (0.0, 10.0), "b": (0.0, 20.0), "c": (0.0, 30.0), "d": (7.5, 15.0), "zzz": (0.0, 1.0)}
+    r = evaluate_temporal(pred, gt)
+    assert_allclose(r.iou, [1.0, 0.5, 1 / 3, 0.75, 0.0])
+    assert r.ids == ["a", "b", "c", "d", "e"] and r.missing == ["e"]
+    s = r.report()
+    assert s["R@1,IoU=0.3"] == pytest.approx(80.0)  # 1, 1/2, 1/3, 3/4
+    assert s["R@1,IoU=0.5"] == pytest.approx(60.0)  # 1, 1/2 (>=), 3/4
+    assert s["R@1,IoU=0.7"] == pytest.approx(40.0)  # 1, 3/4
+    assert s["mIoU"] == pytest.approx(100 * 31 / 60)  # (1 + 1/2 + 1/3 + 3/4 + 0) / 5
+    assert s["n"] == 5 and s["missing"] == 1
+    with pytest.raises(TypeError):
+        evaluate_temporal([(0.0, 1.0)], gt)
 
 
 def test_rec_accuracy():

@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from zsgrounding.errors import PredictionError
-from zsgrounding.predictions import load_predictions, save_predictions
+from zsgrounding.predictions import load_predictions, load_span_predictions, save_predictions
 from zsgrounding.types import Tube
 
 
@@ -97,3 +97,12 @@ def test_boxes_outside_the_span_warn_once_and_load(tmp_path):
     assert "2 prediction(s) have boxes outside" in str(caught[0].message)
     assert "first: 'a', frame 1" in str(caught[0].message)
     assert tubes["a"].frame_ids.tolist() == [1, 3]
+
+
+def test_span_predictions_in_seconds(tmp_path):
+    path = tmp_path / "preds.json"
+    path.write_text('{"3MSZA_1": [24, 30.5], "AO8RW_3": [0.0, 0.0]}')
+    assert load_span_predictions(path) == {"3MSZA_1": (24.0, 30.5), "AO8RW_3": (0.0, 0.0)}
+    path.write_text('{"3MSZA_1": {"start": 1, "end": 3}}')  # the STVG tube format is refused
+    with pytest.raises(PredictionError, match=r"'3MSZA_1': expected \[start, end\] in seconds"):
+        load_span_predictions(path)

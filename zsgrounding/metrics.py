@@ -18,9 +18,20 @@ predicted span ``[ps, pe)`` (native frames, end exclusive):
   percent. A sentence with no prediction scores 0 everywhere and is counted in ``missing``.
 
 The named variant ``protocol="cgstvg"`` reproduces CG-STVG's evaluator: every native frame of
-the segment is evaluated, predicted boxes are linearly interpolated between the frames that
-carry one (held constant beyond the first / last), and the GT end read as inclusive but scored
-as exclusive, i.e. the GT span is one frame short: ``[gs, ge - 1)``.
+the segment is evaluated and predicted boxes are linearly interpolated between the frames that
+carry one (held constant beyond the first / last). Its GT end depends on the dataset, as in
+CG-STVG's data pipeline: for HC-STVG (``GroundTruth.cgstvg_end_inclusive``, the default) the
+end is stored inclusive but scored exclusive, i.e. the GT span is one frame short:
+``[gs, ge - 1)``; VidSTG's ``[begin_fid, end_fid)`` is scored in full.
+
+A GT span of zero length (VidSTG has a few, ``begin_fid == end_fid``) overlaps nothing: the
+sentence scores tIoU = vIoU = 0 in both protocols, as in TubeDETR's evaluator, and still counts
+in every mean.
+
+Temporal grounding (Charades-STA) scores one predicted span per query in seconds: ``R@1,IoU=m``
+is the percentage of queries whose IoU with the GT span is ``>= m`` (m = 0.3, 0.5, 0.7), and
+``mIoU`` the mean IoU in percent, as the temporal grounding papers report them. A query with no
+prediction scores IoU 0.
 
 Box IoU is on continuous pixel coordinates with no +1.
 """
@@ -42,6 +53,7 @@ Protocol = Literal["tubedetr", "cgstvg"]
 TUBEDETR_FPS = 5.0
 TUBEDETR_MAX_FRAMES = 200
 DEFAULT_THRESHOLDS = (0.3, 0.5)
+TEMPORAL_THRESHOLDS = (0.3, 0.5, 0.7)
 
 
 # --------------------------------------------------------------------------- spans
@@ -226,7 +238,9 @@ def evaluate(
         ground_truth: sentence id -> ground truth; its keys define the evaluated sentences.
         frames: the evaluated frame set, ``"tubedetr"`` (5 fps sampling) or ``"all"``.
         protocol: ``"tubedetr"`` (corrected TubeDETR) or ``"cgstvg"`` (every native frame,
-            interpolated predictions, GT one frame short); ``cgstvg`` ignores ``frames``.
+            interpolated predictions, and the GT one frame short where
+            ``GroundTruth.cgstvg_end_inclusive`` is set: HC-STVG, not VidSTG); ``cgstvg``
+            ignores ``frames``.
         thresholds: R values of vIoU@R (strict ``>``).
 
     Returns:
@@ -243,7 +257,8 @@ def evaluate(
     gs = np.array([g.tube.start for g in gts], dtype=np.int64)
     ge = np.array([g.tube.end for g in gts], dtype=np.int64)
     if protocol == "cgstvg":
-        ge = np.maximum(ge - 1, gs)
+        inclusive = np.array([g.cgstvg_end_inclusive for g in gts], dtype=bool)
+        ge = np.where(inclusive, np.maximum(ge - 1, gs), ge)
         frames = "all"
     has_pred = np.array([p is not None for p in preds], dtype=bool)
     ps = np.array([p.start if p is not None else 0 for p in preds], dtype=np.int64)
@@ -298,12 +313,16 @@ class TemporalResult:
     """Temporal grounding (Charades-STA style) results.
 
     Attributes:
-        iou: ``(n,)`` IoU in seconds of each top-1 span with its GT span.
+        iou: ``(n,)`` IoU in seconds of each top-1 span with its GT span, in [0, 1].
         thresholds: the m of R@1 IoU=m (``>=``).
+        ids: ``(n,)`` query ids in evaluation order (empty when scored from bare arrays).
+        missing: ids of queries without a prediction (scored IoU 0).
     """
 
     iou: np.ndarray
-    thresholds: tuple[float, ...] = (0.5, 0.7)
+    thresholds: tuple[float, ...] = TEMPORAL_THRESHOLDS
+    ids: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         """``R@1,IoU=m`` for each m and ``mIoU``, in percent, with ``n``."""
@@ -313,19 +332,49 @@ class TemporalResult:
         out["n"] = n
         return out
 
+    def report(self) -> dict[str, object]:
+        """The summary with the number of queries that had no prediction, ``missing``."""
+        out: dict[str, object] = dict(self.summary())
+        out["missing"] = len(self.missing)
+        return out
+
 
 def evaluate_temporal(
-    predictions: np.ndarray | Sequence[tuple[float, float]],
-    ground_truth: np.ndarray | Sequence[tuple[float, float]],
-    thresholds: Sequence[float] = (0.5, 0.7),
+    predictions: Mapping[str, tuple[float, float]] | np.ndarray | Sequence[tuple[float, float]],
+    ground_truth: Mapping[str, tuple[float, float]] | np.ndarray | Sequence[tuple[float, float]],
+    thresholds: Sequence[float] = TEMPORAL_THRESHOLDS,
 ) -> TemporalResult:
-    """R@1 at IoU m and mIoU for top-1 spans in seconds: ``(n, 2)`` each."""
+    """R@1 at IoU m (``>=``) and mIoU for top-1 spans ``(start, end)`` in seconds.
+
+    Args:
+        predictions: either ``(n, 2)`` spans aligned with ``ground_truth``, or a mapping
+            query id -> span when ``ground_truth`` is a mapping; ids absent from it score 0.
+        ground_truth: ``(n, 2)`` GT spans, or a mapping query id -> span whose keys define the
+            evaluated queries.
+        thresholds: the m values (default 0.3, 0.5, 0.7).
+
+    Returns:
+        A :class:`TemporalResult` (with ``ids`` and ``missing`` when given mappings).
+    """
+    ms = tuple(float(m) for m in thresholds)
+    if isinstance(ground_truth, Mapping):
+        if not isinstance(predictions, Mapping):
+            raise TypeError("with ground truth keyed by id, predictions must be keyed by id too")
+        ids = list(ground_truth)
+        missing = [i for i in ids if i not in predictions]
+        g = np.array([ground_truth[i] for i in ids], dtype=np.float64).reshape(-1, 2)
+        p = np.array([predictions.get(i, (0.0, 0.0)) for i in ids], dtype=np.float64).reshape(-1, 2)
+        has = np.array([i in predictions for i in ids], dtype=bool)
+        iou = np.where(has, _span_iou(p[:, 0], p[:, 1], g[:, 0], g[:, 1]), 0.0)
+        return TemporalResult(iou=iou, thresholds=ms, ids=ids, missing=missing)
+    if isinstance(predictions, Mapping):
+        raise TypeError("predictions keyed by id need ground truth keyed by id")
     p = np.asarray(predictions, dtype=np.float64).reshape(-1, 2)
     g = np.asarray(ground_truth, dtype=np.float64).reshape(-1, 2)
     if p.shape != g.shape:
         raise ValueError(f"{p.shape[0]} predicted spans for {g.shape[0]} ground-truth spans")
     iou = _span_iou(p[:, 0], p[:, 1], g[:, 0], g[:, 1])
-    return TemporalResult(iou=iou, thresholds=tuple(float(m) for m in thresholds))
+    return TemporalResult(iou=iou, thresholds=ms)
 
 
 # --------------------------------------------------------------------------- REC

@@ -2,6 +2,11 @@
 
 Frames are native and 0-based, ``end`` is exclusive, boxes are pixel xyxy. For HC-STVG the
 sample id is the video key of the annotation file.
+
+Temporal grounding (Charades-STA) predictions are one span in seconds per query,
+``{"<sample id>": [start_s, end_s]}`` with ``0 <= start_s <= end_s``, the ids as
+:func:`zsgrounding.datasets.load_charades` names the queries (``f"{VIDEO}_{line}"``); read them
+with :func:`load_span_predictions`.
 """
 
 from __future__ import annotations
@@ -72,9 +77,43 @@ def tube_from_json(sample_id: str, entry: Any) -> Tube:
     return Tube.from_dict(start, end, parsed)
 
 
+def span_from_json(sample_id: str, entry: Any) -> tuple[float, float]:
+    """Parse one temporal prediction ``[start_s, end_s]``, with a one-line error naming the sample."""
+    if (
+        not isinstance(entry, list | tuple)
+        or len(entry) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in entry)
+    ):
+        shown = repr(entry) if len(repr(entry)) <= 60 else repr(entry)[:57] + "..."
+        raise PredictionError(
+            f"prediction {sample_id!r}: expected [start, end] in seconds (2 finite numbers), got {shown}"
+        )
+    start, end = float(entry[0]), float(entry[1])
+    if start < 0:
+        raise PredictionError(f"prediction {sample_id!r}: start {start:g} s is negative")
+    if end < start:
+        raise PredictionError(f"prediction {sample_id!r}: end {end:g} s is before start {start:g} s")
+    return start, end
+
+
+def load_span_predictions(path: str | os.PathLike[str]) -> dict[str, tuple[float, float]]:
+    """Read a temporal prediction file ``{"<sample id>": [start_s, end_s]}`` (module docstring)."""
+    path = Path(path)
+    data = _read_object(path)
+    return {str(k): span_from_json(str(k), v) for k, v in data.items()}
+
+
 def load_predictions(path: str | os.PathLike[str]) -> dict[str, Tube]:
     """Read a prediction file (see the module docstring)."""
     path = Path(path)
+    data = _read_object(path)
+    tubes = {str(k): tube_from_json(str(k), v) for k, v in data.items()}
+    _warn_outside_span(path, tubes)
+    return tubes
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """The JSON object of a prediction file, or a one-line :class:`PredictionError`."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -91,9 +130,7 @@ def load_predictions(path: str | os.PathLike[str]) -> dict[str, Tube]:
         raise PredictionError(f"{path} is nested too deeply to be a prediction file") from None
     if not isinstance(data, dict):
         raise PredictionError(f"{path}: expected an object keyed by sample id, got {type(data).__name__}")
-    tubes = {str(k): tube_from_json(str(k), v) for k, v in data.items()}
-    _warn_outside_span(path, tubes)
-    return tubes
+    return data
 
 
 def _warn_outside_span(path: Path, tubes: Mapping[str, Tube]) -> None:

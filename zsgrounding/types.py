@@ -116,12 +116,17 @@ class GroundTruth:
             (HC-STVG: ``(0, frame_count - 1)`` as TubeDETR; VidSTG: ``used_segment``).
         qtype: sentence type used to split results (VidSTG: ``declarative`` or
             ``interrogative``), or ``None``.
+        cgstvg_end_inclusive: how CG-STVG's data pipeline reads this GT's end. ``True``
+            (default; HC-STVG and its format, the toy world): it stores the end inclusive and
+            its evaluator scores it exclusive, so ``protocol="cgstvg"`` scores the GT one frame
+            short. ``False`` (set by the VidSTG loader): the span is scored in full.
     """
 
     tube: Tube
     fps: float
     segment: tuple[int, int]
     qtype: str | None = None
+    cgstvg_end_inclusive: bool = True
 
 
 @dataclass

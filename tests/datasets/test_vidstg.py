@@ -9,6 +9,7 @@ import pytest
 
 from zsgrounding.datasets import LoadReport, MalformedEntryWarning, load_vidstg
 from zsgrounding.errors import DatasetError
+from zsgrounding.types import Tube
 
 VID_A, VID_B = "2401075277", "3001"
 
@@ -252,7 +253,12 @@ MALFORMED = {
         f"{VID_B}_0_5",
         "frame_count",
     ),
-    "empty temporal_gt": (lambda r: r[1]["temporal_gt"].update(end_fid=1), f"{VID_B}_0_5", "temporal_gt"),
+    "reversed temporal_gt": (
+        lambda r: r[1]["temporal_gt"].update(begin_fid=2, end_fid=1),
+        f"{VID_B}_0_5",
+        "temporal_gt",
+    ),
+    "empty used_segment": (lambda r: r[1]["used_segment"].update(end_fid=0), f"{VID_B}_0_0", "used_segment"),
     "unknown target": (lambda r: r[0]["captions"][1].update(target_id=7), f"{VID_A}_0_10_d1", "target_id 7"),
     "no description": (lambda r: r[0]["questions"][0].pop("description"), f"{VID_A}_0_10_q0", "description"),
     "no VidOR file": (lambda r: r[1].update(vid="4242"), "4242_0_5", "no VidOR"),
@@ -320,3 +326,43 @@ def test_preprocessed_video_id_must_be_an_id(tmp_path, video_id):
     with pytest.warns(MalformedEntryWarning, match="'#1'"):
         samples = load_vidstg(path, skip_malformed=True, report=report)
     assert [s.id for s in samples] == ["0", "2", "3"] and report.skipped_ids == ["#1"]
+
+
+def _zero_length_b(records):
+    records[1]["temporal_gt"].update(begin_fid=1, end_fid=1)  # the cat sits for no frame
+
+
+def test_zero_length_gt_span_loads_with_one_warning(tmp_path):
+    records = _broken(_zero_length_b)
+    ann, vidor = _raw(tmp_path, records)
+    report = LoadReport()
+    with pytest.warns(UserWarning, match=r"1 sentence\(s\) have a zero-length GT span.*'3001_0_5_d0'"):
+        samples = load_vidstg(ann, vidor_dir=vidor, report=report)
+    assert len(samples) == 4 and report.loaded == 4 and report.skipped == []  # counted, not dropped
+    cat = {s.id: s for s in samples}[f"{VID_B}_0_5_d0"]
+    assert (cat.gt.tube.start, cat.gt.tube.end) == (1, 1) and cat.gt.tube.frame_ids.size == 0
+    assert cat.gt.segment == (0, 5) and cat.span_seconds == (1 / 25, 1 / 25)
+    assert all(s.gt.cgstvg_end_inclusive is False for s in samples)  # CG-STVG scores VidSTG in full
+
+    pre_path = _write(tmp_path / "test.json", _preprocessed(records, {VID_A: _vidor_a(), VID_B: _vidor_b()}))
+    with pytest.warns(UserWarning, match=r"1 sentence\(s\) have a zero-length GT span.*'3'"):
+        pre = load_vidstg(pre_path)
+    assert len(pre) == 4
+    assert (pre[3].gt.tube.start, pre[3].gt.tube.end) == (1, 1) and pre[3].gt.tube.frame_ids.size == 0
+
+
+def test_zero_length_gt_span_scores_zero_in_both_protocols(tmp_path):
+    from zsgrounding.metrics import evaluate
+
+    ann, vidor = _raw(tmp_path, _broken(_zero_length_b))
+    with pytest.warns(UserWarning, match="zero-length"):
+        samples = load_vidstg(ann, vidor_dir=vidor, qtypes=("declarative",))
+    gts = {s.id: s.gt for s in samples}
+    # Every prediction equals its GT tube: the adult and dog sentences score tIoU 1 in both
+    # protocols (VidSTG's GT is not shortened under cgstvg); the cat's [1,1) scores 0.
+    preds = {s.id: s.gt.tube for s in samples}
+    preds[f"{VID_B}_0_5_d0"] = Tube(0, 5)
+    for protocol in ("tubedetr", "cgstvg"):
+        r = evaluate(preds, gts, protocol=protocol)
+        assert r.tiou.tolist() == [1.0, 1.0, 0.0], protocol
+        assert r.viou[2] == 0.0 and r.summary()["n"] == 3

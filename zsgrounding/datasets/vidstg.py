@@ -19,12 +19,18 @@ Conventions:
 - GT tube: span ``temporal_gt`` with the target ``tid``'s boxes (``xyxy``) on the frames of the
   span that have one; a frame without a box for the target stays without one.
 - ``GroundTruth.segment`` is ``used_segment`` (the frames the evaluator samples); ``fps`` is the
-  record's.
+  record's. ``GroundTruth.cgstvg_end_inclusive`` is ``False``: CG-STVG scores VidSTG's
+  ``[begin_fid, end_fid)`` in full.
+- a zero-length GT span (``temporal_gt`` with ``begin_fid == end_fid``, or preprocessed
+  ``tube_start_frame == tube_end_frame``) is loaded as an empty tube, with one warning giving how
+  many such sentences the file has: TubeDETR keeps these sentences and they score 0, so the
+  sentence counts match the published tables. An empty ``used_segment`` is still malformed.
 - the sentence ``type`` is optional (``meta["type"]`` is ``None`` without it).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,7 +105,19 @@ def load_vidstg(
             f"{annotations}: not a VidSTG file: expected a list of records (raw) or an object with"
             " 'videos' and 'trajectories' (TubeDETR preprocessed)"
         )
+    _warn_zero_length(annotations, samples)
     return policy.finish(samples)
+
+
+def _warn_zero_length(annotations: Path | str, samples: Sequence[Sample]) -> None:
+    """One warning naming how many loaded sentences have a zero-length GT span (they score 0)."""
+    empty = [s.id for s in samples if s.gt is not None and len(s.gt.tube) == 0]
+    if empty:
+        warnings.warn(
+            f"{annotations}: {len(empty)} sentence(s) have a zero-length GT span (begin == end;"
+            f" first: {empty[0]!r}); they are kept and score 0, as in TubeDETR's evaluator",
+            stacklevel=3,
+        )
 
 
 def _check_qtypes(qtypes: Iterable[str]) -> tuple[str, ...]:
@@ -124,19 +142,24 @@ class _Clip:
     span: tuple[int, int]
 
 
-def _check_span(what: str, begin: int, end: int, frame_count: int) -> tuple[int, int]:
-    """``(begin, end)`` if it is a non-empty half-open span inside ``[0, frame_count]``."""
-    if not 0 <= begin < end <= frame_count:
+def _check_span(
+    what: str, begin: int, end: int, frame_count: int, allow_empty: bool = False
+) -> tuple[int, int]:
+    """``(begin, end)`` if it is a half-open span inside ``[0, frame_count]``, non-empty unless
+    ``allow_empty`` (a GT span may be empty: ``begin == end``, scored 0)."""
+    if allow_empty and not 0 <= begin <= end <= frame_count:
+        raise MalformedEntry(f"{what} [{begin}, {end}) is not a span within frame_count={frame_count}")
+    if not allow_empty and not 0 <= begin < end <= frame_count:
         raise MalformedEntry(
             f"{what} [{begin}, {end}) is not a non-empty span within frame_count={frame_count}"
         )
     return begin, end
 
 
-def _span(entry: Mapping[str, Any], key: str, frame_count: int) -> tuple[int, int]:
+def _span(entry: Mapping[str, Any], key: str, frame_count: int, allow_empty: bool = False) -> tuple[int, int]:
     """The ``{begin_fid, end_fid}`` object ``entry[key]`` as a checked span."""
     raw = get_mapping(entry, key)
-    return _check_span(key, get_int(raw, "begin_fid"), get_int(raw, "end_fid"), frame_count)
+    return _check_span(key, get_int(raw, "begin_fid"), get_int(raw, "end_fid"), frame_count, allow_empty)
 
 
 def _sample(
@@ -152,7 +175,9 @@ def _sample(
         id=sample_id,
         video=video,
         sentence=sentence.strip(),
-        gt=GroundTruth(tube=tube, fps=clip.fps, segment=clip.segment, qtype=qtype),
+        gt=GroundTruth(
+            tube=tube, fps=clip.fps, segment=clip.segment, qtype=qtype, cgstvg_end_inclusive=False
+        ),
         width=clip.width,
         height=clip.height,
         fps=clip.fps,
@@ -266,7 +291,7 @@ def _parse_record(raw: Any, wanted: Sequence[str], index: _VidorIndex) -> _Recor
         width=get_int(record, "width", minimum=1),
         height=get_int(record, "height", minimum=1),
         segment=_span(record, "used_segment", frame_count),
-        span=_span(record, "temporal_gt", frame_count),
+        span=_span(record, "temporal_gt", frame_count, allow_empty=True),
     )
     categories: dict[int, str] = {}
     for obj in get_list(record, "subject/objects"):
@@ -377,6 +402,7 @@ def _preprocessed_sentence(
             get_int(entry, f"{prefix}start_frame"),
             get_int(entry, f"{prefix}end_frame"),
             frame_count,
+            allow_empty=prefix == "tube_",
         )
         for prefix in ("", "tube_")
     )

@@ -234,7 +234,9 @@ class Comparison:
             paths["bars"], {name: run.metrics for name, run in self.runs.items()}, METRIC_COLUMNS, title
         )
         for a, b in self.scatter_pairs():
-            plot_viou_scatter(paths[f"scatter:{a}:{b}"], a, self.runs[a].viou, b, self.runs[b].viou)
+            plot_viou_scatter(
+                paths[f"scatter:{a}:{b}"], a, self.runs[a].viou, b, self.runs[b].viou, ids=self.ids
+            )
         return paths
 
     def file_paths(self, out_dir: Path | str) -> dict[str, Path]:

@@ -6,7 +6,10 @@ on an explicit Agg canvas (never ``pyplot``), so nothing touches global figure s
 Boxes are pixel ``xyxy`` in the video's native size (design.md); frames may have been decoded at
 another size, so every drawing call rescales boxes from the native size to the frame it draws on.
 Evidence maps are ``(T, h, w)`` on the model's token grid, assumed to cover the whole frame (as in
-:mod:`zsgrounding.tubes`), and are upsampled bilinearly onto the frame.
+:mod:`zsgrounding.tubes`), and are upsampled bilinearly onto the frame: the frame is dimmed where a
+map is low and coloured with a perceptual colormap (:data:`HEAT_CMAP`) where it is high, with a
+colour bar beside. The ground truth's box is dashed and drawn over the predictions, so an equal
+prediction shows in its gaps.
 
 Modules, one job each:
 
@@ -21,15 +24,29 @@ Modules, one job each:
 from __future__ import annotations
 
 from zsgrounding.viz.attention import SHEET_GAP, attention_grid_image
-from zsgrounding.viz.common import DEFAULT_COLOURS, EXTRA_COLOURS, TRACK_COLOUR, Colour, resolve_colours
+from zsgrounding.viz.common import (
+    DEFAULT_COLOURS,
+    EXTRA_COLOURS,
+    HEAT_CMAP,
+    TRACK_COLOUR,
+    Colour,
+    is_ground_truth,
+    resolve_colours,
+)
 from zsgrounding.viz.draw import draw_boxes, overlay_heatmap
-from zsgrounding.viz.plots import plot_metric_bars, plot_temporal_scores, plot_viou_scatter
+from zsgrounding.viz.plots import (
+    plot_metric_bars,
+    plot_temporal_scores,
+    plot_viou_scatter,
+    viou_scatter_figure,
+)
 from zsgrounding.viz.result import render_result
 from zsgrounding.viz.video import MIN_WIDTH, annotate_frames, write_annotated
 
 __all__ = [
     "DEFAULT_COLOURS",
     "EXTRA_COLOURS",
+    "HEAT_CMAP",
     "MIN_WIDTH",
     "SHEET_GAP",
     "TRACK_COLOUR",
@@ -37,11 +54,13 @@ __all__ = [
     "annotate_frames",
     "attention_grid_image",
     "draw_boxes",
+    "is_ground_truth",
     "overlay_heatmap",
     "plot_metric_bars",
     "plot_temporal_scores",
     "plot_viou_scatter",
     "render_result",
     "resolve_colours",
+    "viou_scatter_figure",
     "write_annotated",
 ]

@@ -11,13 +11,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from zsgrounding.viz.common import (
+    DIM,
+    HEAT_CMAP,
     PANEL_COLOUR,
     TEXT_COLOUR,
     Norm,
     _as_numpy,
     _check_frames,
     _clamp,
-    _colour_table,
+    _colour_bar,
     _font,
     _line_height,
     _text_width,
@@ -28,11 +30,6 @@ from zsgrounding.viz.draw import overlay_heatmap
 SHEET_GAP = 4  # pixels between and around the tiles of an attention sheet
 
 
-def _colour_bar(width: int, height: int, cmap: str) -> Image.Image:
-    ramp = _colour_table(cmap)[np.rint(np.linspace(0, 255, width)).astype(np.intp)]
-    return Image.fromarray(np.repeat(ramp[None].astype(np.uint8), height, axis=0))
-
-
 def attention_grid_image(
     path: Path | str,
     frames: np.ndarray,
@@ -41,8 +38,9 @@ def attention_grid_image(
     cols: int = 5,
     *,
     tile_width: int | None = None,
-    alpha: float = 0.45,
-    cmap: str = "jet",
+    alpha: float = 0.6,
+    cmap: str = HEAT_CMAP,
+    dim: float = DIM,
     evidence_norm: Norm = "global",
     title: str | None = None,
 ) -> Path:
@@ -55,12 +53,15 @@ def attention_grid_image(
         frame_ids: ``(T,)`` native ids, printed over each tile with the map's peak value.
         cols: tiles per row (at most ``T``).
         tile_width: tile width in pixels; default the frame width clamped to ``[160, 320]``.
+        alpha, cmap, dim: the overlay (see :func:`zsgrounding.viz.overlay_heatmap`): each tile is
+            dimmed where its map is low and coloured where it is high.
         evidence_norm: one colour range for all maps (``"global"``) or one per map (``"frame"``).
         title: optional line above the tiles.
 
     Returns:
         ``path``. The sheet is ``min(cols, T) * tile_width + (min(cols, T) + 1) * SHEET_GAP``
-        pixels wide, with a colour bar under the tiles.
+        pixels wide, with a colour bar under the tiles: ``cmap`` from its low (left) to its high
+        end, labelled with the maps' min and max (``"global"``) or ``low``/``high`` (``"frame"``).
     """
     path = Path(path)
     imgs = _check_frames(frames)
@@ -99,7 +100,7 @@ def attention_grid_image(
         x = SHEET_GAP + col * (tw + SHEET_GAP)
         y = SHEET_GAP + title_h + row * cell_h
         tile = np.array(Image.fromarray(imgs[i]).resize((tw, th), Image.Resampling.BILINEAR))
-        tile = overlay_heatmap(tile, maps[i], alpha, cmap, vmin=vmin, vmax=vmax)
+        tile = overlay_heatmap(tile, maps[i], alpha, cmap, vmin=vmin, vmax=vmax, dim=dim)
         sheet.paste(Image.fromarray(tile), (x, y + line_h))
         peak = float(np.nanmax(maps[i])) if np.isfinite(maps[i]).any() else float("nan")
         draw.text((x, y), f"frame {int(fids[i])}  peak {peak:.3g}", fill=TEXT_COLOUR, font=font)

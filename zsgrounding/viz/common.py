@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import matplotlib
 import numpy as np
-from PIL import ImageColor, ImageFont
+from PIL import Image, ImageColor, ImageFont
 
 RGB = tuple[int, int, int]
 Colour = RGB | str
@@ -40,6 +40,13 @@ EXTRA_COLOURS: tuple[RGB, ...] = (
 TRACK_COLOUR: RGB = (150, 150, 150)
 PANEL_COLOUR: RGB = (24, 24, 24)
 TEXT_COLOUR: RGB = (240, 240, 240)
+HEAT_CMAP = "inferno"
+"""Default colormap of the attention overlays: perceptually uniform, dark when low and pale yellow
+when hot, so hot cells read as bright on the dimmed frame and stay apart from the tube colours."""
+DIM = 0.55
+"""Default dimming of the frame where an attention map is at its low end (0: none, 1: black-grey)."""
+GROUND_TRUTH_NAMES = frozenset({"gt", "ground truth"})
+"""Tube names (case-insensitive) drawn in the ground truth's style: dashed, on top of the others."""
 
 
 def _rgb(colour: Colour) -> RGB:
@@ -127,6 +134,11 @@ def _wrap(text: str, font: Font, width: int) -> list[str]:
     return lines
 
 
+def is_ground_truth(name: str) -> bool:
+    """Whether a tube called ``name`` is drawn as the ground truth (see :data:`GROUND_TRUTH_NAMES`)."""
+    return name.lower() in GROUND_TRUTH_NAMES
+
+
 def _colour_table(cmap: str) -> np.ndarray:
     """``(256, 3)`` float RGB in [0, 255] of a matplotlib colormap."""
     try:
@@ -136,14 +148,24 @@ def _colour_table(cmap: str) -> np.ndarray:
     return table(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0
 
 
+def _colour_bar(width: int, height: int, cmap: str) -> Image.Image:
+    """A ``(height, width)`` strip running through ``cmap`` from its low (left) to its high end."""
+    ramp = _colour_table(cmap)[np.rint(np.linspace(0, 255, max(width, 1))).astype(np.intp)]
+    return Image.fromarray(np.repeat(np.rint(ramp)[None].astype(np.uint8), max(height, 1), axis=0))
+
+
 __all__ = [
     "DEFAULT_COLOURS",
+    "DIM",
     "EXTRA_COLOURS",
+    "GROUND_TRUTH_NAMES",
+    "HEAT_CMAP",
     "PANEL_COLOUR",
     "TEXT_COLOUR",
     "TRACK_COLOUR",
     "Colour",
     "Font",
     "Norm",
+    "is_ground_truth",
     "resolve_colours",
 ]

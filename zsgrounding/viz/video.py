@@ -6,9 +6,12 @@ Evidence maps are ``(T, h, w)`` on the model's token grid, assumed to cover the 
 :mod:`zsgrounding.tubes`), and are upsampled bilinearly onto the frame.
 
 Layout of an annotated frame (:func:`annotate_frames`), top to bottom: a header with the caption
-(only when a caption is given), the video scaled by an integer factor, and a footer with the frame
-counter, the legend (a tube's swatch is filled while the frame is inside its span, hollow outside)
-and one timeline strip per tube showing its span and a cursor at the current frame.
+(only when a caption is given), the video scaled by an integer factor (the attention map, when
+given, dims the frame where it is low and colours it where it is high; the ground truth's box is
+dashed and on top), and a footer with the frame counter, the legend (a tube's swatch is filled
+while the frame is inside its span, hollow outside, followed by its outline's style), the
+attention colour bar (only with evidence) and one timeline strip per tube showing its span and a
+cursor at the current frame.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from PIL import Image, ImageDraw
 from zsgrounding.types import Clip, Track, Tube
 from zsgrounding.video import write_video
 from zsgrounding.viz.common import (
+    DIM,
+    HEAT_CMAP,
     PANEL_COLOUR,
     RGB,
     TEXT_COLOUR,
@@ -34,13 +39,15 @@ from zsgrounding.viz.common import (
     _as_numpy,
     _check_frames,
     _clamp,
+    _colour_bar,
     _font,
     _line_height,
     _text_width,
     _wrap,
+    is_ground_truth,
     resolve_colours,
 )
-from zsgrounding.viz.draw import _paint_box, _pixel_box, overlay_heatmap
+from zsgrounding.viz.draw import _dash_pattern, _dash_runs, _paint_box, _pixel_box, overlay_heatmap
 
 MIN_WIDTH = 320  # auto scale: small frames are enlarged by an integer factor to at least this width
 _STRIP_H = 4  # height of a tube's timeline strip in the footer
@@ -53,7 +60,8 @@ _MIN_GIF_MS = 20  # browsers play shorter GIF frame delays at 100 ms, so never g
 
 
 class _Footer:
-    """The panel under the video: counter, legend with span markers, timeline strips."""
+    """The panel under the video: counter, legend with span markers and outline styles, the
+    attention colour bar (with evidence), timeline strips."""
 
     def __init__(
         self,
@@ -64,6 +72,8 @@ class _Footer:
         fps: float | None,
         font: Font,
         with_tracks: bool,
+        line_width: int = 2,
+        heat: tuple[str, str, str] | None = None,
     ) -> None:
         self.width, self.tubes, self.colours, self.total, self.fps, self.font = (
             width,
@@ -75,9 +85,13 @@ class _Footer:
         )
         self.line_h = _line_height(font)
         self.swatch = max(6, self.line_h - 5)
+        self.line_width = max(1, min(int(line_width), self.swatch // 2))
+        dash, gap = _dash_pattern(self.line_width)
+        self.sample = 2 * dash + gap  # length of a legend entry's outline sample: two dashes
         entries = [*tubes, *(["tracks"] if with_tracks else [])]
         widths = [_text_width(font, self._counter(self.total - 1)) + 2]
-        widths += [self.swatch + 4 + _text_width(font, name) for name in entries]
+        widths += [self.swatch + 4 + _text_width(font, name) + 4 + self.sample for name in tubes]
+        widths += [self.swatch + 4 + _text_width(font, "tracks")] if with_tracks else []
         self.positions: list[tuple[int, int]] = []
         x, y = _PAD, _PAD
         for w in widths:  # flow layout, wrapping to new lines
@@ -85,9 +99,11 @@ class _Footer:
                 x, y = _PAD, y + self.line_h
             self.positions.append((x, y))
             x += w + 10
-        self.strip_top = y + self.line_h + _CURSOR_H + 2  # the cursor runs just above the strips
+        self.bar_y = y + self.line_h if heat else None  # the colour bar's row, under the legend
+        y_last = y + (self.line_h if heat else 0)
+        self.strip_top = y_last + self.line_h + _CURSOR_H + 2  # the cursor runs just above the strips
         self.height = self.strip_top + len(tubes) * (_STRIP_H + 2) + _PAD
-        self.template = self._template(entries)
+        self.template = self._template(entries, heat)
 
     def _counter(self, frame_id: int) -> str:
         text = f"frame {frame_id}/{self.total}"
@@ -96,11 +112,13 @@ class _Footer:
     def _x(self, frame: float) -> int:
         return _PAD + round(frame / self.total * (self.width - 2 * _PAD))
 
-    def _template(self, entries: list[str]) -> Image.Image:
+    def _template(self, entries: list[str], heat: tuple[str, str, str] | None) -> Image.Image:
         image = Image.new("RGB", (self.width, self.height), PANEL_COLOUR)
         draw = ImageDraw.Draw(image)
         for name, (x, y) in zip(entries, self.positions[1:], strict=True):
             draw.text((x + self.swatch + 4, y), name, fill=TEXT_COLOUR, font=self.font)
+            if name in self.tubes:  # the outline's style: GT dashed, the others solid
+                self._outline_sample(draw, x + self.swatch + 8 + _text_width(self.font, name), y, name)
         for i, (name, tube) in enumerate(self.tubes.items()):
             top = self.strip_top + i * (_STRIP_H + 2)
             draw.rectangle([_PAD, top, self.width - _PAD - 1, top + _STRIP_H - 1], fill=(64, 64, 64))
@@ -110,7 +128,31 @@ class _Footer:
         if len(entries) > len(self.tubes):  # the proposal tracks' entry: a grey outline
             x, y = self.positions[-1]
             self._swatch(draw, x, y, TRACK_COLOUR, filled=False)
+        if heat is not None and self.bar_y is not None:
+            self._colour_bar(image, draw, self.bar_y, *heat)
         return image
+
+    def _outline_sample(self, draw: ImageDraw.ImageDraw, x: int, y: int, name: str) -> None:
+        """A short horizontal stroke drawn like the tube's box outline (dashed for the GT)."""
+        top = y + (self.line_h - self.line_width) // 2
+        runs = _dash_runs(self.sample, *_dash_pattern(self.line_width)) if is_ground_truth(name) else None
+        for a, b in runs or [(0, self.sample)]:
+            draw.rectangle([x + a, top, x + b - 1, top + self.line_width - 1], fill=self.colours[name])
+
+    def _colour_bar(
+        self, image: Image.Image, draw: ImageDraw.ImageDraw, y: int, cmap: str, low: str, high: str
+    ) -> None:
+        """``attention <low> [cmap from its low to its high end] <high>`` on the row at ``y``."""
+        x = _PAD
+        for text in ("attention", low):
+            draw.text((x, y), text, fill=TEXT_COLOUR, font=self.font)
+            x += _text_width(self.font, text) + 6
+        right = self.width - _PAD - _text_width(self.font, high)
+        draw.text((right, y), high, fill=TEXT_COLOUR, font=self.font)
+        bar_h = max(4, self.line_h - 6)
+        bar_w = right - 6 - x
+        if bar_w > 0:
+            image.paste(_colour_bar(bar_w, bar_h, cmap), (x, y + (self.line_h - bar_h) // 2))
 
     def _swatch(self, draw: ImageDraw.ImageDraw, x: int, y: int, colour: RGB, filled: bool) -> None:
         top = y + (self.line_h - self.swatch) // 2
@@ -165,8 +207,9 @@ def annotate_frames(
     scale: int | None = None,
     line_width: int | None = None,
     font_size: int | None = None,
-    alpha: float = 0.45,
-    cmap: str = "jet",
+    alpha: float = 0.6,
+    cmap: str = HEAT_CMAP,
+    dim: float = DIM,
     evidence_norm: Norm = "global",
 ) -> np.ndarray:
     """Draw tubes, tracks, attention and text on every frame.
@@ -175,8 +218,11 @@ def annotate_frames(
         clip_or_frames: a :class:`Clip` (its ids, native size, frame count and fps are used) or
             ``(T, H, W, 3)`` uint8 frames.
         frame_ids: ``(T,)`` native ids of the frames; ``None``: the clip's, or ``0..T-1``.
-        tubes: name -> tube, drawn in this order (later on top); a tube's box shows on the frames
-            inside its span where it has one. Names label the boxes and the legend.
+        tubes: name -> tube; a tube's box shows on the frames inside its span where it has one.
+            Names label the boxes and the legend. Boxes are solid outlines drawn in this order
+            (later on top), except the ground truth's (``GT``/``ground truth``, any case): a
+            dashed outline drawn last, so it stays visible over a prediction on the same pixels,
+            which shows in its gaps. The legend shows each tube's outline style.
         colours: name -> colour, overriding :data:`DEFAULT_COLOURS` (``GT`` green, ``pred`` red,
             ``SpaceVLLM`` blue; other names get :data:`EXTRA_COLOURS`).
         evidence: optional ``(S, h, w)`` maps; each frame shows the map of the nearest sampled frame.
@@ -191,7 +237,10 @@ def annotate_frames(
         scale: integer enlargement of the video (nearest neighbour); default the smallest one
             making it at least :data:`MIN_WIDTH` wide.
         line_width, font_size: default from the output width.
-        alpha, cmap: evidence overlay (see :func:`overlay_heatmap`).
+        alpha, cmap, dim: evidence overlay (see :func:`overlay_heatmap`): the frame is dimmed
+            where the map is low and coloured where it is high. With evidence the footer gets a
+            colour bar of ``cmap`` labelled with the range's min and max (``"global"``) or
+            ``low``/``high`` (``"frame"``).
         evidence_norm: ``"global"``: one colour range for all maps, so weak frames look weak;
             ``"frame"``: each map stretched to its own range.
 
@@ -244,15 +293,22 @@ def annotate_frames(
         elif evidence_norm != "frame":
             raise ValueError(f"unknown evidence_norm {evidence_norm!r}: use 'global' or 'frame'")
 
+    heat = None
+    if maps is not None:
+        lo, hi = vrange
+        labels = (f"{lo:.3g}", f"{hi:.3g}") if lo is not None and hi is not None else ("low", "high")
+        heat = (cmap, *labels)
     header = _header(caption, out_w, font)
-    footer = _Footer(out_w, tubes, palette, total, fps, font, bool(tracks))
+    footer = _Footer(out_w, tubes, palette, total, fps, font, bool(tracks), lw, heat)
+    # Predictions first, in order; the ground truth last and dashed, so neither hides the other.
+    order = sorted(tubes, key=is_ground_truth)
     top = header.shape[0]
     out = np.empty((T, top + out_h + footer.height, out_w, 3), dtype=np.uint8)
     for t in range(T):
         fid = int(fids[t])
         img = frames[t] if s == 1 else np.repeat(np.repeat(frames[t], s, axis=0), s, axis=1)
         if maps is not None and nearest is not None:
-            img = overlay_heatmap(img, maps[nearest[t]], alpha, cmap, vmin=vrange[0], vmax=vrange[1])
+            img = overlay_heatmap(img, maps[nearest[t]], alpha, cmap, vmin=vrange[0], vmax=vrange[1], dim=dim)
         image = Image.fromarray(np.ascontiguousarray(img))
         draw = ImageDraw.Draw(image)
         for track in tracks or ():
@@ -260,12 +316,14 @@ def annotate_frames(
             if box is not None:
                 draw.rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=TRACK_COLOUR, width=1)
         taken: list[tuple[int, int, int, int]] = []
-        for name, tube in tubes.items():
+        for name in order:
+            tube = tubes[name]
             if not tube.start <= fid < tube.end:
                 continue
             box = _pixel_box(tube.boxes_at([fid])[0], sx, sy)
             if box is not None:
-                _paint_box(draw, image.size, box, palette[name], name, lw, font, taken)
+                dashed = is_ground_truth(name)
+                _paint_box(draw, image.size, box, palette[name], name, lw, font, taken, dashed=dashed)
         out[t, :top] = header
         out[t, top : top + out_h] = np.asarray(image)
         out[t, top + out_h :] = footer.render(fid)

@@ -754,6 +754,91 @@ def train(config_path: Path, quiet: bool) -> None:
     click.echo(f"final model: {summary.final_dir}  (stvg ground --method spacevllm --checkpoint ...)")
 
 
+# --------------------------------------------------------------------------- report
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--dataset",
+    type=click.Choice(STVG_DATASETS),
+    default=None,
+    help="Annotation format of --gt: the run's queries, videos and ground truth (to draw pictures).",
+)
+@click.option(
+    "--gt", "gt_path", type=click.Path(exists=True, path_type=Path), default=None, help="Annotation file."
+)
+@click.option(
+    "--videos",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Video folder (toy: defaults to the dataset's own videos/).",
+)
+@click.option("--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTML file [RUN/report.html].",
+)
+@click.option("--embed", is_flag=True, help="Inline the pictures as data URIs: one file that stands alone.")
+@click.option(
+    "--render/--no-render", default=True, show_default=True, help="Draw the pictures RUN does not have yet."
+)
+@click.option("--force-render", is_flag=True, help="Draw every picture again.")
+@protocol_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def report(
+    run_dir: Path,
+    dataset: str | None,
+    gt_path: Path | None,
+    videos: Path | None,
+    vidor_dir: Path | None,
+    out: Path | None,
+    embed: bool,
+    render: bool,
+    force_render: bool,
+    frames: str,
+    protocol: str,
+    quiet: bool,
+) -> None:
+    """One self-contained HTML page for an `eval` run folder or a `compare` folder.
+
+    Metrics (side by side for a comparison, with the agreement matrix and plots), one sortable
+    row per sample with its status, and per sample the GIF of the tube over the video, the
+    attention sheet and the temporal plot. Missing pictures are drawn into RUN/report/ (needs
+    --dataset/--gt); images are relative paths inside RUN, or data URIs with --embed.
+    """
+    from zsgrounding.report_html import write_report
+
+    if (dataset is None) != (gt_path is None):
+        raise click.UsageError("--dataset and --gt go together (the run's annotations)")
+    samples = []
+    if dataset is not None and gt_path is not None:
+        from zsgrounding.apps.factory import load_stvg
+
+        samples, _ = load_stvg(dataset, gt_path, videos, vidor_dir, None)
+    summary = write_report(
+        run_dir,
+        samples,
+        out=out,
+        embed=embed,
+        render=render,
+        force_render=force_render,
+        frames=frames,  # type: ignore[arg-type]
+        protocol=protocol,  # type: ignore[arg-type]
+        progress=not quiet,
+    )
+    for note in summary.notes:
+        click.echo(f"stvg: {_redact(note)}", err=True)
+    click.echo(
+        f"{summary.kind} report of {summary.samples} samples ({summary.failed} failed, {summary.missing} "
+        f"missing); pictures drawn {summary.rendered}, reused {summary.reused}"
+        + ("; embedded" if summary.embedded else "")
+    )
+    click.echo(f"report: {summary.path}")
+
+
 def _redact(text: str) -> str:
     from zsgrounding.redact import redact
 

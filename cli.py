@@ -79,50 +79,26 @@ def score(
     """Score a prediction file against STVG ground truth (m_tIoU, m_vIoU, vIoU@R, in percent).
 
     For charades-sta: R@1 at IoU 0.3 / 0.5 / 0.7 and mIoU, in percent, of one span per query."""
-    from zsgrounding.datasets import LoadReport, load_dataset
-    from zsgrounding.metrics import evaluate, evaluate_temporal
-    from zsgrounding.predictions import load_predictions, load_span_predictions
-    from zsgrounding.report import markdown_table, stvg_rows
+    from zsgrounding.scoring import score_file
 
-    kw: dict[str, object] = {"skip_malformed": skip_malformed, "report": LoadReport()}
     if dataset == "charades-sta":
         ctx = click.get_current_context()
         for name in ("frames", "protocol"):
             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
                 raise click.UsageError(f"--{name} applies to STVG datasets, not charades-sta")
-        spans = {
-            s.id: s.span_seconds for s in load_dataset(dataset, gt_path, **kw) if s.span_seconds is not None
-        }
-        span_predictions = load_span_predictions(pred_path)
-        temporal = evaluate_temporal(span_predictions, spans)
-        if temporal.missing:
-            click.echo(f"missing predictions: {len(temporal.missing)} of {len(spans)} (scored 0)", err=True)
-        extra = len(set(span_predictions) - set(spans))
-        if extra:
-            click.echo(f"ignored predictions with no ground truth: {extra}", err=True)
-        summary = temporal.report()
-        click.echo(
-            json.dumps(summary) if as_json else markdown_table({"all": summary}, list(temporal.summary()))
-        )
-        return
-    if dataset == "vidstg":
-        kw["vidor_dir"] = vidor_dir
-    elif dataset in ("hcstvg-v1", "hcstvg-v2", "toy"):
-        kw["start_convention"] = hcstvg_start
-    samples = load_dataset(dataset, gt_path, **kw)
-    gts = {s.id: s.gt for s in samples if s.gt is not None}
-    predictions = load_predictions(pred_path)
-    result = evaluate(predictions, gts, frames=frames, protocol=protocol)  # type: ignore[arg-type]
-    report = result.report()
-    if result.missing:
-        click.echo(f"missing predictions: {len(result.missing)} of {len(gts)} (scored 0)", err=True)
-    extra = len(set(predictions) - set(gts))
-    if extra:
-        click.echo(f"ignored predictions with no ground truth: {extra}", err=True)
-    if as_json:
-        click.echo(json.dumps(report))
-    else:
-        click.echo(markdown_table(stvg_rows(report)))
+    scored = score_file(
+        dataset,
+        gt_path,
+        pred_path,
+        frames=frames,
+        protocol=protocol,
+        vidor_dir=vidor_dir,
+        hcstvg_start=hcstvg_start,
+        skip_malformed=skip_malformed,
+    )
+    for line in scored.warnings:
+        click.echo(line, err=True)
+    click.echo(json.dumps(scored.report) if as_json else scored.table)
 
 
 @cli.group()
@@ -809,18 +785,16 @@ def report(
     attention sheet and the temporal plot. Missing pictures are drawn into RUN/report/ (needs
     --dataset/--gt); images are relative paths inside RUN, or data URIs with --embed.
     """
-    from zsgrounding.report_html import write_report
+    from zsgrounding.report_html import report_run
 
     if (dataset is None) != (gt_path is None):
         raise click.UsageError("--dataset and --gt go together (the run's annotations)")
-    samples = []
-    if dataset is not None and gt_path is not None:
-        from zsgrounding.apps.factory import load_stvg
-
-        samples, _ = load_stvg(dataset, gt_path, videos, vidor_dir, None)
-    summary = write_report(
+    summary = report_run(
         run_dir,
-        samples,
+        dataset,
+        gt_path,
+        videos=videos,
+        vidor_dir=vidor_dir,
         out=out,
         embed=embed,
         render=render,

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +20,8 @@ from zsgrounding.apps.cli_options import (
     protocol_options,
     zero_shot_options,
 )
+from zsgrounding.apps.cli_spacevllm import convert_, synth, train
+from zsgrounding.apps.cli_toy import toy
 from zsgrounding.errors import STVGError
 from zsgrounding.zeroshot.presets import DATASET_PRESETS
 
@@ -101,87 +104,6 @@ def score(
     click.echo(json.dumps(scored.report) if as_json else scored.table)
 
 
-@cli.group()
-def toy() -> None:
-    """The toy world: procedurally rendered clips of coloured shapes with ground-truth tubes."""
-
-
-@toy.command("make")
-@click.option(
-    "--n", "count", type=click.IntRange(min=1), default=100, show_default=True, help="Clips to make."
-)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def toy_make(count: int, out: Path, seed: int, quiet: bool) -> None:
-    """Render N toy clips (mp4) and their HC-STVG v1 annotation file into OUT."""
-    from zsgrounding.toy.world import ToyWorldConfig, make_dataset
-
-    path = make_dataset(out, count, ToyWorldConfig(seed=seed), progress=not quiet)
-    click.echo(f"wrote {count} clips and {path}")
-
-
-@toy.command("pretrain")
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Checkpoint folder."
-)
-@click.option(
-    "--quick", is_flag=True, help="The short test schedule (a minute or two) instead of the full one."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--family",
-    type=click.Choice(["llava_onevision", "qwen2_vl"]),
-    default="llava_onevision",
-    show_default=True,
-    help="Model class: LLaVA-OneVision (a SigLIP tower per frame) or Qwen2-VL (a tower over frame "
-    "pairs, M-RoPE positions).",
-)
-@click.option("--eval-only", is_flag=True, help="Only evaluate an already trained OUT.")
-@click.option("--eval-clips", type=click.IntRange(min=1), default=600, show_default=True)
-@click.option(
-    "--per-kind",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Questions per kind (default 150, 1,050 in all; 60 with --quick).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def toy_pretrain(
-    out: Path,
-    quick: bool,
-    seed: int,
-    family: str,
-    eval_only: bool,
-    eval_clips: int,
-    per_kind: int | None,
-    quiet: bool,
-) -> None:
-    """Train the toy-world MLLM (vision, alignment, instruction stages) into OUT and evaluate it.
-
-    The full schedule is the recipe of the shipped checkpoint (about 46 minutes on 2 CPU cores);
-    a killed run resumes at the last finished stage.
-    """
-    from zsgrounding.toy.mllm.build import build_toy_mllm
-
-    if eval_only and not (out / "recipe.json").is_file():
-        raise click.UsageError(f"--eval-only: {out} has no recipe.json (train it first)")
-    build_toy_mllm(
-        out,
-        quick=quick,
-        seed=seed,
-        family=family,
-        eval_clips=eval_clips,
-        per_kind=per_kind,
-        eval_only=eval_only,
-        progress=not quiet,
-        command=f"stvg toy pretrain --out {out}"
-        + (" --quick" if quick else "")
-        + f" --seed {seed}"
-        + ("" if family == "llava_onevision" else f" --family {family}"),
-        echo=click.echo,
-    )
-
-
 @cli.command()
 @click.option(
     "--out",
@@ -236,8 +158,8 @@ def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
 
 
 @cli.command()
-@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("query")
+@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.argument("query", required=False)
 @zero_shot_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
 @click.option("--format", "fmt", type=click.Choice(["gif", "mp4"]), default="gif", show_default=True)
@@ -247,14 +169,46 @@ def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
     default=None,
     help="A toy-world folder the video comes from: its object tracks are the proposals.",
 )
+@click.option(
+    "--batch",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='Many clips: a JSONL of {"video", "query"[, "id"]} pairs, grounded into OUT resumably (as eval).',
+)
+@click.option(
+    "--resume/--no-resume", default=True, show_default=True, help="With --batch: skip pairs done in OUT."
+)
+@click.option("--force-resume", is_flag=True, help="With --batch: resume although OUT has other settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars (transformers' included).")
-def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, quiet: bool, **opts) -> None:
-    """Ground QUERY in VIDEO: writes the result JSON, an annotated video and plots into OUT."""
-    del quiet  # read by main(): the only bars here are transformers' own
-    from zsgrounding.runner import grounder_settings, result_record
+def ground(
+    video: Path | None,
+    query: str | None,
+    out: Path,
+    fmt: str,
+    toy_dir: Path | None,
+    batch: Path | None,
+    resume: bool,
+    force_resume: bool,
+    quiet: bool,
+    **opts,
+) -> None:
+    """Ground QUERY in VIDEO: writes the result JSON, an annotated video and plots into OUT.
+
+    With --batch FILE instead, every pair of the file is grounded into OUT like `stvg eval` (one
+    result line per pair, predictions.json, resumable, no ground truth)."""
+    from zsgrounding.runner import RunConfig, grounder_settings, result_record
     from zsgrounding.video import probe
     from zsgrounding.viz import render_result
 
+    if batch is not None:
+        if video is not None or query is not None:
+            raise click.UsageError("give VIDEO QUERY or --batch FILE, not both")
+        _ground_batch(
+            batch, out, toy_dir, RunConfig(out, resume, progress=not quiet, force_resume=force_resume), opts
+        )
+        return
+    if video is None or query is None:
+        raise click.UsageError("give VIDEO QUERY (or --batch FILE)")
     if not query.strip():
         raise click.UsageError("QUERY is empty: give the sentence to ground")
     probe(video)  # an unreadable video is one line before the model loads
@@ -280,6 +234,26 @@ def ground(video: Path, query: str, out: Path, fmt: str, toy_dir: Path | None, q
             f"attribute: {subs.get('attribute')!r}  action: {subs.get('action')!r}  ({subs.get('source')})"
         )
     for name, path in paths.items():
+        click.echo(f"{name + ':':14s}{path}")
+
+
+def _ground_batch(batch: Path, out: Path, toy_dir: Path | None, run: Any, opts: dict) -> None:
+    """Every pair of ``batch`` grounded into ``out`` as a dataset run (``run``: its RunConfig)."""
+    from zsgrounding.datasets.pairs import load_pairs
+    from zsgrounding.runner import run_dataset
+
+    samples = load_pairs(batch)
+    grounder = _grounder({**opts, "default_preset": "reference-hcstvg-v2"}, out, toy_dir)
+    _echo_run(run_dataset(samples, grounder, run))
+
+
+def _echo_run(summary) -> None:
+    """What a dataset run did, and where its files are."""
+    retried = f" ({summary.retried} of them retried after an earlier failure)" if summary.retried else ""
+    click.echo(
+        f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}{retried}"
+    )
+    for name, path in summary.paths.items():
         click.echo(f"{name + ':':14s}{path}")
 
 
@@ -332,12 +306,7 @@ def eval_(
     if summary.metrics is None:
         return  # a rank other than 0: rank 0 reports
     click.echo(markdown_table(stvg_rows(summary.metrics, opts["method"])))
-    retried = f" ({summary.retried} of them retried after an earlier failure)" if summary.retried else ""
-    click.echo(
-        f"done {summary.done}, skipped (already done) {summary.skipped}, failed {summary.failed}{retried}"
-    )
-    for name, path in summary.paths.items():
-        click.echo(f"{name + ':':14s}{path}")
+    _echo_run(summary)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -592,142 +561,9 @@ def pilot(
         click.echo(f"table: {out}")
 
 
-# --------------------------------------------------------------------------- SpaceVLLM data
-
-
-@cli.command("convert")
-@click.option(
-    "--dataset",
-    type=click.Choice([*STVG_DATASETS, "charades-sta", "refcoco", "refcoco+", "refcocog"]),
-    required=True,
-)
-@click.option("--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-@click.option("--refs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option(
-    "--task", type=click.Choice(["stvg", "vtg", "rec"]), default=None, help="Default: from the data."
-)
-@click.option(
-    "--vidor-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-    help="VidOR annotation folder (raw VidSTG annotations).",
-)  # fmt: skip
-@click.option(
-    "--check-videos/--no-check-videos",
-    default=True,
-    show_default=True,
-    help="Open every video and leave out the records whose video is unreadable or too short.",
-)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file.")
-def convert_(
-    dataset: str,
-    gt_path: Path,
-    videos: Path | None,
-    refs: Path | None,
-    task: str | None,
-    vidor_dir: Path | None,
-    check_videos: bool,
-    out: Path,
-) -> None:
-    """Convert a dataset to the SpaceVLLM training format (one JSON record per line)."""
-    from spacevllm.convert import convert
-    from spacevllm.data import RecordWarning
-
-    kw: dict[str, object] = {}
-    if videos is not None:
-        kw["image_root" if dataset.startswith("refcoco") else "video_root"] = videos
-    if refs is not None:
-        kw["refs"] = refs
-    if vidor_dir is not None:
-        kw["vidor_dir"] = vidor_dir
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RecordWarning)
-        records = convert(dataset, gt_path, out, task=task, check_videos=check_videos, **kw)
-    for caught_warning in caught:  # every warning still reaches the user, one line each
-        click.echo(f"stvg: warning: {_redact(str(caught_warning.message))}", err=True)
-    left_out = [w for w in caught if issubclass(w.category, RecordWarning) and "left out" in str(w.message)]
-    dropped = f"; left out {len(left_out)} whose video is unreadable or too short" if left_out else ""
-    click.echo(f"wrote {len(records)} records to {out}{dropped}")
-
-
-@cli.command()
-@click.option("--dataset", type=click.Choice([*STVG_DATASETS, "charades-sta"]), required=True)
-@click.option("--gt", "gt_path", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-@click.option(
-    "--detector",
-    default="IDEA-Research/grounding-dino-tiny",
-    show_default=True,
-    help="Grounding DINO (folder or hub id), or 'toy': the toy world's pixel colour detector.",
-)
-@click.option("--whole-videos", is_flag=True, help="Annotate whole videos instead of the annotated spans.")
-@click.option("--max-samples", type=click.IntRange(min=1), default=None)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def synth(
-    dataset: str,
-    gt_path: Path,
-    videos: Path | None,
-    detector: str,
-    whole_videos: bool,
-    max_samples: int | None,
-    out: Path,
-    quiet: bool,
-) -> None:
-    """Uni-STG synthesis: (video, caption) pairs -> STVG records with Grounding DINO boxes.
-
-    Analyzer (objects from the caption), annotator (boxes, confidence >= 0.3), refiner (span
-    snapped to the frames with the object; 2-120 s kept), filter (crowded frames, area jumps).
-    Prints how many samples each stage removed.
-    """
-    from dataclasses import replace
-
-    from spacevllm.synth import default_analyzer, items_from_samples, synthesize
-    from zsgrounding.datasets import load_dataset
-    from zsgrounding.proposals.grounding_dino import GroundingDinoDetector
-
-    kw: dict[str, object] = {"video_root": videos} if videos is not None else {}
-    samples = load_dataset(dataset, gt_path, **kw)[:max_samples]
-    items = items_from_samples(samples)
-    if whole_videos:
-        items = [replace(item, span=None) for item in items]
-    if detector == "toy":  # offline stand-in: palette colours and shapes, read from the pixels
-        from zsgrounding.toy.detector import ToyColourDetector
-
-        boxer = ToyColourDetector()
-    else:
-        boxer = GroundingDinoDetector.from_pretrained(detector)
-    records, report = synthesize(
-        items,
-        boxer,
-        default_analyzer(),
-        out=out,
-        progress=not quiet,
-    )
-    click.echo(report.summary())
-    click.echo(f"wrote {len(records)} records to {out}")
-
-
-@cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Training YAML (see spacevllm/train/config.py, TrainConfig).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(config_path: Path, quiet: bool) -> None:
-    """Fine-tune SpaceVLLM (one process here; `accelerate launch` / `torchrun` for DDP or FSDP).
-
-    Checkpoints are written atomically; rerunning the same command resumes at the same step.
-    """
-    from spacevllm.train import TrainConfig
-    from spacevllm.train import train as run_training
-
-    summary = run_training(TrainConfig.from_yaml(config_path), progress=not quiet)
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in summary.final_losses.items())
-    click.echo(f"trained {summary.steps} steps (from step {summary.start_step}); last losses: {losses}")
-    click.echo(f"final model: {summary.final_dir}  (stvg ground --method spacevllm --checkpoint ...)")
+cli.add_command(toy)
+for command in (convert_, synth, train):
+    cli.add_command(command)
 
 
 # --------------------------------------------------------------------------- report

@@ -131,3 +131,30 @@ def test_the_check_lets_cached_reachable_and_local_models_through(monkeypatch, t
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_many_clips_ground_from_a_pairs_file_and_resume(run_cli, no_hub, tmp_path) -> None:
+    folder = tmp_path / "clips"
+    make_dataset(folder, 2, ToyWorldConfig(seed=17), progress=False)
+    samples = load_dataset("toy", folder)
+    pairs = tmp_path / "pairs.jsonl"
+    lines = [{"video": f"clips/videos/{s.video.name}", "query": s.sentence} for s in samples]
+    lines.append({"video": "clips/videos/missing.mp4", "query": "the red circle", "id": "gone"})
+    pairs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "batch"
+    argv = ["ground", "--batch", str(pairs), "--out", str(out), "--num-frames", "4", "--quiet"]
+    code, stdout, stderr = run_cli(argv)
+    assert code == 0, stderr
+    assert "done 2, skipped (already done) 0, failed 1" in stdout
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == [f"{s.video.name}:{i}" for i, s in enumerate(samples, 1)] + ["gone"]
+    assert "error" in records[2] and all("tube" in r for r in records[:2])
+    assert json.loads((out / "predictions.json").read_text()).keys() == {r["id"] for r in records[:2]}
+    assert not (out / "metrics.json").exists()  # no ground truth, no scores
+    code, stdout, _ = run_cli(argv)  # a rerun grounds only the failed pair again
+    assert code == 0 and "done 0, skipped (already done) 2, failed 1 (1 of them retried" in stdout
+    code, _, stderr = run_cli([*argv[:-3], "--num-frames", "6", "--quiet"])
+    errors = [line for line in stderr.splitlines() if line.startswith("stvg: error:")]
+    assert code == 2 and len(errors) == 1 and "settings.num_frames" in errors[0] and "Traceback" not in stderr
+    code, _, stderr = run_cli(["ground", str(samples[0].video), "--batch", str(pairs), "--out", str(out)])
+    assert code == 2 and "VIDEO QUERY or --batch" in stderr

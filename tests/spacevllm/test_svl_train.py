@@ -493,6 +493,9 @@ PINNED_LOSSES = [
 def test_six_steps_give_the_pinned_losses(
     svl_base_dir: Path, toy_data: dict[str, Path], tmp_path: Path
 ) -> None:
+    # The new parts are initialised before train() seeds, from the process's RNG: fix it here so
+    # the pin does not depend on which tests ran before.
+    torch.manual_seed(0)
     summary = train(_config(svl_base_dir, toy_data["all"], tmp_path / "run", max_steps=6), progress=False)
     losses = [r["loss"] for r in _log(summary.log_path)]
     assert len(losses) == 6

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from zsgrounding.errors import DatasetError
-from zsgrounding.proposals.store import TrackStore, file_stem
+from zsgrounding.proposals.store import StaleTracksWarning, TrackStore, file_stem
 from zsgrounding.toy.world import generate_one, object_tracks
 from zsgrounding.types import Track
 
@@ -70,8 +70,11 @@ def test_missing_and_stale(tmp_path):
     store = TrackStore(tmp_path)
     assert store.load("55_vfjywN5CN0Y.mp4") is None
     store.save("55_vfjywN5CN0Y.mp4", _tracks()[:2], SETTINGS, 10, 8, 6)
-    assert store.load("55_vfjywN5CN0Y.mp4", {**SETTINGS, "stride": 4}) is None
-    assert store.load("55_vfjywN5CN0Y.mp4", {}) is None
+    # A file made with other settings is not used, and says so (never dropped in silence).
+    with pytest.warns(StaleTracksWarning, match=r"other settings \(stride: stored 2, asked 4\); not used"):
+        assert store.load("55_vfjywN5CN0Y.mp4", {**SETTINGS, "stride": 4}) is None
+    with pytest.warns(StaleTracksWarning, match="stored tracks were made with other settings"):
+        assert store.load("55_vfjywN5CN0Y.mp4", {}) is None
     assert len(store.load("55_vfjywN5CN0Y.mp4")) == 2  # no settings given: whatever is stored
     # tuples and lists compare equal, as they read back from JSON alike
     store.save("v", [], {"sizes": (1, 2)}, 1, 8, 6)

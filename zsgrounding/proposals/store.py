@@ -13,6 +13,7 @@ File schema (``version`` 1)::
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
@@ -46,6 +47,25 @@ def file_stem(video_key: str) -> str:
     if len(stem) > _MAX_STEM:
         stem = stem[: _MAX_STEM - 17] + "-" + sha1(video_key.encode("utf-8")).hexdigest()[:16]
     return stem
+
+
+class StaleTracksWarning(UserWarning):
+    """A stored track file was made with other settings than asked for; it is not used."""
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _differing(stored: Any, wanted: Mapping[str, Any]) -> list[str]:
+    """The settings keys whose stored value differs from the wanted one, with both values."""
+    stored = stored if isinstance(stored, dict) else {}
+    return [
+        f"{key}: stored {_short(stored.get(key))}, asked {_short(wanted.get(key))}"
+        for key in sorted(set(stored) | set(wanted), key=str)
+        if stored.get(key) != wanted.get(key)
+    ]
 
 
 def _canonical(settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -98,6 +118,14 @@ class TrackStore:
         if data.get("video") != video_key:
             raise DatasetError(f"{path}: holds tracks of video {data.get('video')!r}, not {video_key!r}")
         if settings is not None and _canonical(data.get("settings")) != _canonical(settings):
+            # Never dropped in silence: say which settings made it stale.
+            differ = _differing(_canonical(data.get("settings")), _canonical(settings))
+            warnings.warn(
+                f"{path}: stored tracks were made with other settings ({'; '.join(differ[:3])}"
+                f"{f'; and {len(differ) - 3} more' if len(differ) > 3 else ''}); not used",
+                StaleTracksWarning,
+                stacklevel=2,
+            )
             return None
         try:
             height, width = int(data["height"]), int(data["width"])
@@ -166,4 +194,4 @@ class TrackStore:
         return write_text_atomic(path, text + "\n")
 
 
-__all__ = ["FORMAT", "VERSION", "TrackStore", "file_stem"]
+__all__ = ["FORMAT", "VERSION", "StaleTracksWarning", "TrackStore", "file_stem"]

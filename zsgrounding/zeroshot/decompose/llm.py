@@ -133,8 +133,13 @@ class LLMDecomposer:
         base_url: str | None = None,
         model: str | None = None,
         api_key: str | None = None,
+        *,
+        client: ChatClient | None = None,
         **settings: Any,
     ) -> None:
+        if client is not None:  # an endpoint already set up (from_env)
+            self.client = client
+            return
         try:
             self.client = ChatClient(base_url, model, api_key, **settings)
         except LLMError as exc:
@@ -150,11 +155,7 @@ class LLMDecomposer:
             client = ChatClient.from_env(**kwargs)
         except LLMError as exc:
             raise DecompositionError(str(exc)) from None
-        if client is None:
-            return None
-        decomposer = cls.__new__(cls)
-        decomposer.client = client
-        return decomposer
+        return None if client is None else cls(client=client)
 
     @property
     def model(self) -> str:

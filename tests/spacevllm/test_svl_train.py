@@ -499,4 +499,7 @@ def test_six_steps_give_the_pinned_losses(
     summary = train(_config(svl_base_dir, toy_data["all"], tmp_path / "run", max_steps=6), progress=False)
     losses = [r["loss"] for r in _log(summary.log_path)]
     assert len(losses) == 6
-    torch.testing.assert_close(losses, PINNED_LOSSES, rtol=0, atol=1e-6)
+    # Another CPU (other SIMD width, other BLAS kernel) sums float32 in another order: CI measured
+    # 11.21780 against 11.21774 here at step 1. A changed init, data order or loss moves these by
+    # far more than 1e-3, so that tolerance keeps the pin meaningful on every machine.
+    torch.testing.assert_close(losses, PINNED_LOSSES, rtol=0, atol=1e-3)

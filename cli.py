@@ -179,6 +179,14 @@ def _grounder(opts: dict, out: Path | None, toy_dir: Path | None = None):
     "--resume/--no-resume", default=True, show_default=True, help="With --batch: skip pairs done in OUT."
 )
 @click.option("--force-resume", is_flag=True, help="With --batch: resume although OUT has other settings.")
+@click.option(
+    "--tracks",
+    "tracks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='Your own object tracks (JSON: {"tracks": [{"label", "boxes": {frame: [x1, y1, x2, y2]}}]}), '
+    'used instead of a detector; see docs/commands.md. With --batch: a pair\'s "tracks" key.',
+)
 @click.option("--quiet", is_flag=True, help="No progress bars (transformers' included).")
 def ground(
     video: Path | None,
@@ -187,6 +195,7 @@ def ground(
     fmt: str,
     toy_dir: Path | None,
     batch: Path | None,
+    tracks_file: Path | None,
     resume: bool,
     force_resume: bool,
     quiet: bool,
@@ -196,6 +205,7 @@ def ground(
 
     With --batch FILE instead, every pair of the file is grounded into OUT like `stvg eval` (one
     result line per pair, predictions.json, resumable, no ground truth)."""
+    from zsgrounding.proposals.trackfile import file_digest
     from zsgrounding.runner import RunConfig, grounder_settings, result_record
     from zsgrounding.video import probe
     from zsgrounding.viz import render_result
@@ -203,6 +213,8 @@ def ground(
     if batch is not None:
         if video is not None or query is not None:
             raise click.UsageError("give VIDEO QUERY or --batch FILE, not both")
+        if tracks_file is not None:
+            raise click.UsageError('with --batch, give each pair its track file as a "tracks" key')
         _ground_batch(
             batch, out, toy_dir, RunConfig(out, resume, progress=not quiet, force_resume=force_resume), opts
         )
@@ -212,13 +224,18 @@ def ground(
     if not query.strip():
         raise click.UsageError("QUERY is empty: give the sentence to ground")
     probe(video)  # an unreadable video is one line before the model loads
-    grounder = _grounder({**opts, "default_preset": "reference-hcstvg-v2"}, out, toy_dir)
+    track_files = {video: tracks_file} if tracks_file is not None else None
+    grounder = _grounder(
+        {**opts, "default_preset": "reference-hcstvg-v2", "track_files": track_files}, out, toy_dir
+    )
     result = grounder.ground(video, query)
     out.mkdir(parents=True, exist_ok=True)
     record = result_record(video.name, result, result.extras.get("timings", {}).get("total", 0.0))
     settings = grounder_settings(grounder)
     if settings is not None:
         record["settings"] = settings
+    if tracks_file is not None:
+        record["tracks"] = {"file": str(tracks_file), "sha256": file_digest(tracks_file)}
     result_path = out / f"{video.stem}_result.json"
     result_path.write_text(json.dumps(record, indent=1) + "\n")
     paths = {"result": result_path}
@@ -243,7 +260,9 @@ def _ground_batch(batch: Path, out: Path, toy_dir: Path | None, run: Any, opts: 
     from zsgrounding.runner import run_dataset
 
     samples = load_pairs(batch)
-    grounder = _grounder({**opts, "default_preset": "reference-hcstvg-v2"}, out, toy_dir)
+    track_files = {Path(s.video): s.meta["tracks"] for s in samples if "tracks" in s.meta}
+    more = {"default_preset": "reference-hcstvg-v2", "track_files": track_files, "track_fallback": True}
+    grounder = _grounder({**opts, **more}, out, toy_dir)
     _echo_run(run_dataset(samples, grounder, run))
 
 

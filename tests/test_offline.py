@@ -158,3 +158,77 @@ def test_many_clips_ground_from_a_pairs_file_and_resume(run_cli, no_hub, tmp_pat
     assert code == 2 and len(errors) == 1 and "settings.num_frames" in errors[0] and "Traceback" not in stderr
     code, _, stderr = run_cli(["ground", str(samples[0].video), "--batch", str(pairs), "--out", str(out)])
     assert code == 2 and "VIDEO QUERY or --batch" in stderr
+
+
+def test_own_tracks_are_used_as_given_resampled_to_the_sampled_frames(
+    run_cli, no_hub, clip, tmp_path
+) -> None:
+    video, sentence = clip
+    tracks = tmp_path / "tracks.json"
+    boxes = {"10": [35, 50, 47, 62], "30": [35, 69, 47, 81], "55": [33, 67, 49, 83]}
+    missed = {"label": "gone early", "boxes": {"1": [0, 0, 8, 8], "2": None}}
+    tracks.write_text(
+        json.dumps({"video": video.name, "tracks": [{"label": "diamond", "boxes": boxes}, missed]})
+    )
+    out = tmp_path / "out"
+    argv = ["ground", str(video), sentence, "--tracks", str(tracks), "--num-frames", "8", "--out", str(out)]
+    code, _, stderr = run_cli([*argv, "--quiet"])
+    assert code == 0, stderr
+    assert "1 of 2 tracks have no box on the 8 sampled frames" in stderr
+    result = json.loads((out / f"{video.stem}_result.json").read_text())
+    assert result["sampled_frame_ids"] == [0, 7, 15, 23, 31, 39, 47, 55]
+    assert result["tracks"]["file"] == str(tracks) and len(result["tracks"]["sha256"]) == 16
+    assert not (out / "tracks").exists()  # nothing was detected, so nothing stored
+    tube = result["tube"]["boxes"]
+    # worked by hand: frame 15 is 1/4 of the way from 10 to 30 (y: 50 + 19 / 4), 23 is 13/20 of it
+    assert tube["15"] == [35.0, 54.75, 47.0, 66.75]
+    assert tube["23"] == pytest.approx([35.0, 62.35, 47.0, 74.35])
+    # 31 is 1/25 of the way from 30 to 55
+    assert tube["31"] == pytest.approx([34.92, 68.92, 47.08, 81.08])
+    for clash in (["--detector", "toy"], ["--proposals", str(tmp_path)]):
+        code, _, stderr = run_cli([*argv, *clash])
+        errors = [line for line in stderr.splitlines() if line.startswith("stvg: error:")]
+        assert code == 2 and len(errors) == 1 and f"drop {clash[0]}" in errors[0]
+    tracks.write_text('{"tracks": [{"label": "x", "boxes": {"99": [0, 0, 5, 5]}}]}')
+    code, _, stderr = run_cli(argv)
+    assert (
+        code == 2 and "frame 99 is past the video's last frame (55)" in stderr and "Traceback" not in stderr
+    )
+
+
+def test_a_batch_pair_can_name_its_track_file_and_an_edit_is_a_change(run_cli, no_hub, tmp_path) -> None:
+    folder = tmp_path / "clips"
+    make_dataset(folder, 2, ToyWorldConfig(seed=17), progress=False)
+    samples = load_dataset("toy", folder)
+    own = tmp_path / "own.json"
+    own.write_text(
+        json.dumps({"tracks": [{"label": "box", "boxes": {"0": [1, 2, 30, 40], "40": [1, 2, 30, 40]}}]})
+    )
+    pairs = tmp_path / "pairs.jsonl"
+    lines = [
+        {
+            "video": f"clips/videos/{samples[0].video.name}",
+            "query": samples[0].sentence,
+            "tracks": "own.json",
+        },
+        {"video": f"clips/videos/{samples[1].video.name}", "query": samples[1].sentence},
+    ]
+    pairs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "batch"
+    argv = ["ground", "--batch", str(pairs), "--out", str(out), "--num-frames", "4", "--quiet"]
+    code, stdout, stderr = run_cli(argv)
+    assert code == 0 and "done 2, skipped (already done) 0, failed 0" in stdout, stderr
+    records = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    first = records[f"{samples[0].video.name}:1"]
+    assert {tuple(b) for b in first["tube"]["boxes"].values()} == {(1.0, 2.0, 30.0, 40.0)}  # the file's box
+    stored = [p.name for p in (out / "tracks").glob("*.json")]
+    assert stored == [f"{samples[1].video.name}.json"]  # only the other pair was detected
+    own.write_text(own.read_text().replace("30, 40", "31, 40"))
+    code, _, stderr = run_cli(argv)
+    errors = [line for line in stderr.splitlines() if line.startswith("stvg: error:")]
+    assert code == 2 and len(errors) == 1 and "samples (1 changed" in errors[0]
+    pairs.write_text(
+        pairs.read_text() + json.dumps({**lines[0], "tracks": "other.json", "id": "again"}) + "\n"
+    )
+    code, _, stderr = run_cli(argv)
+    assert code == 2 and "was given the track file 'own.json' on line 1" in stderr

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from zsgrounding.atomic import write_text_atomic
 from zsgrounding.errors import STVGError
+from zsgrounding.proposals.trackfile import file_digest
 from zsgrounding.types import Sample
 
 __all__ = ["RUN_FILE", "RunChangedError", "RunLock", "check_run", "run_record"]
@@ -48,7 +49,10 @@ def _settings(grounder: Any) -> dict[str, Any]:
 
 
 def _sample_hash(sample: Sample) -> str:
-    text = json.dumps([Path(str(sample.video)).name, sample.sentence])
+    parts = [Path(str(sample.video)).name, sample.sentence]
+    if sample.meta.get("tracks") is not None:  # the user's own tracks: an edited file is a change
+        parts.append(file_digest(sample.meta["tracks"]))
+    text = json.dumps(parts)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

@@ -28,6 +28,17 @@ def test_pairs_resolve_videos_and_default_ids(tmp_path: Path) -> None:
         None,
     )
     assert (second.id, second.video) == ("7", tmp_path / "b.mp4")
+    assert first.meta == {} and second.meta == {}
+
+
+def test_a_pair_may_name_its_track_file_relative_to_the_pairs_file(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    lines = [
+        {"video": "a.mp4", "query": "x", "tracks": "t/a.json"},
+        {"video": "a.mp4", "query": "y", "tracks": "t/a.json"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert [s.meta["tracks"] for s in load_pairs(path)] == [tmp_path / "t" / "a.json"] * 2
 
 
 @pytest.mark.parametrize(
@@ -44,6 +55,14 @@ def test_pairs_resolve_videos_and_default_ids(tmp_path: Path) -> None:
             "line 2: id 'k' is given twice",
         ),
         ("\n\n", "no pairs"),
+        (
+            '{"video": "a.mp4", "query": "x", "tracks": 5}',
+            "line 1: 'tracks' must be the path of a track file",
+        ),
+        (
+            '{"video": "a.mp4", "query": "x", "tracks": "t.json"}\n{"video": "a.mp4", "query": "y"}',
+            "pair 'a.mp4:2' has no 'tracks' but line 1 gives its video 'a.mp4' a track file",
+        ),
     ],
 )
 def test_malformed_lines_are_one_error_naming_the_line(tmp_path: Path, line: str, message: str) -> None:

@@ -24,6 +24,7 @@ from zsgrounding.datasets import load_dataset
 from zsgrounding.errors import STVGError
 from zsgrounding.mllm import load_adapter
 from zsgrounding.proposals import CachedProposer, make_proposer
+from zsgrounding.proposals.trackfile import TrackFileProposer
 from zsgrounding.toy.proposer import ToyProposer
 from zsgrounding.tubes import TubeScorer, TubeScorerConfig
 from zsgrounding.types import Sample
@@ -155,12 +156,25 @@ def toy_proposer(store_dir: Path | None) -> CachedProposer:
 def proposer_for(
     opts: Mapping[str, Any], out: Path | None, toy_dir: Path | None = None, explicit: Iterable[str] = ()
 ) -> Any:
-    """Object tracks: the toy folder's own; else the track store (``proposals_dir``, else
-    ``out/tracks``) filled by the detector and tracker the options name.
+    """Object tracks: the user's track files (``track_files``: video -> file, ``track_fallback``:
+    detect the other videos); else the toy folder's own; else the track store (``proposals_dir``,
+    else ``out/tracks``) filled by the detector and tracker the options name.
 
     With the embedded toy model and no detector named, the detector is the offline toy detector
     with the IoU tracker (nothing to download); ``--detector toy`` asks for it explicitly.
     """
+    track_files = opts.get("track_files") or {}
+    if track_files and not opts.get("track_fallback"):
+        # ground --tracks: the user's tracks replace detection, so options about it would be ignored
+        clash = sorted({"detector", "tracker", "proposals_dir", "sam2_model"} & set(explicit))
+        if clash or toy_dir is not None:
+            named = ", ".join("--" + n.replace("proposals_dir", "proposals").replace("_", "-") for n in clash)
+            raise STVGError(f"--tracks gives the tracks: drop {named or '--toy-dir'}")
+        return TrackFileProposer(track_files)
+    if track_files:  # a batch: pairs without a track file are detected as usual
+        return TrackFileProposer(
+            track_files, fallback=proposer_for({**opts, "track_files": None}, out, toy_dir, explicit)
+        )
     if toy_dir is not None and opts["proposals_dir"] is None:
         return ToyProposer(toy_dir)
     store_dir = opts["proposals_dir"] or (out / "tracks" if out is not None else None)
@@ -194,6 +208,8 @@ def grounder_for(
     if opts["method"] == "spacevllm":
         if opts["checkpoint"] is None:
             raise STVGError("--method spacevllm needs --checkpoint DIR (a fine-tuned SpaceVLLM)")
+        if opts.get("track_files") and not opts.get("track_fallback"):
+            raise STVGError("--tracks is for the training-free grounder: SpaceVLLM predicts its own boxes")
         return spacevllm_grounder(
             opts["checkpoint"], num_frames=opts["num_frames"], dtype=opts["dtype"], device=opts["device"]
         )
@@ -201,7 +217,7 @@ def grounder_for(
         warnings.warn(
             "the toy model (and the toy detector) know only the toy world's coloured shapes; for real "
             "video pass --model (a folder or hub id, e.g. llava-hf/llava-onevision-qwen2-7b-ov-hf) and "
-            "--detector / --proposals",
+            "--detector / --proposals / --tracks",
             ToyWorldWarning,
             stacklevel=2,
         )

@@ -5,7 +5,10 @@ One JSON object per line::
     {"video": "clips/kitchen.mp4", "query": "the man who opens the fridge", "id": "kitchen-1"}
 
 ``video`` is a path, relative to the JSONL file's folder unless absolute; ``query`` the sentence;
-``id`` optional (default ``"<video file name>:<line number>"``) and unique in the file. Blank
+``id`` optional (default ``"<video file name>:<line number>"``) and unique in the file; ``tracks``
+optional, your own object tracks for the video (a track file, see
+:mod:`zsgrounding.proposals.trackfile`; relative to the JSONL file's folder too), kept in the
+sample's ``meta["tracks"]``. Blank
 lines are skipped. Every line is checked when the file is read: a malformed one is a
 :class:`~zsgrounding.errors.DatasetError` naming the file and the line.
 """
@@ -21,7 +24,7 @@ from zsgrounding.types import Sample
 
 __all__ = ["load_pairs"]
 
-_KEYS = {"video", "query", "id"}
+_KEYS = {"video", "query", "id", "tracks"}
 
 
 def load_pairs(path: Path | str) -> list[Sample]:
@@ -30,6 +33,7 @@ def load_pairs(path: Path | str) -> list[Sample]:
     text = read_text(source, "pairs file")
     samples: list[Sample] = []
     seen: set[str] = set()
+    tracks_of: dict[Path, tuple[Path, int]] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -44,7 +48,9 @@ def load_pairs(path: Path | str) -> list[Sample]:
             raise DatasetError(f'{where}: expected an object {{"video": ..., "query": ...}}')
         unknown = sorted(set(entry) - _KEYS)
         if unknown:
-            raise DatasetError(f"{where}: unknown keys {unknown}; a pair has video, query and an optional id")
+            raise DatasetError(
+                f"{where}: unknown keys {unknown}; a pair has video, query, and optional id and tracks"
+            )
         video, query = entry.get("video"), entry.get("query")
         if not isinstance(video, str) or not video.strip():
             raise DatasetError(f"{where}: 'video' must be a path")
@@ -59,7 +65,28 @@ def load_pairs(path: Path | str) -> list[Sample]:
         if sample_id in seen:
             raise DatasetError(f"{where}: id {sample_id!r} is given twice")
         seen.add(sample_id)
-        samples.append(Sample(id=sample_id, video=file, sentence=query.strip(), gt=None))
+        meta: dict[str, Path] = {}
+        if "tracks" in entry:
+            tracks = entry["tracks"]
+            if not isinstance(tracks, str) or not tracks.strip():
+                raise DatasetError(f"{where}: 'tracks' must be the path of a track file")
+            track_file = Path(tracks).expanduser()
+            track_file = track_file if track_file.is_absolute() else source.parent / track_file
+            before = tracks_of.setdefault(file.resolve(), (track_file.resolve(), number))
+            if before[0] != track_file.resolve():
+                raise DatasetError(
+                    f"{where}: video {file.name!r} was given the track file {before[0].name!r} on line "
+                    f"{before[1]}; tracks belong to the video, so give every pair of it the same file"
+                )
+            meta["tracks"] = track_file
+        samples.append(Sample(id=sample_id, video=file, sentence=query.strip(), gt=None, meta=meta))
     if not samples:
         raise DatasetError(f"{source}: no pairs (one JSON object per line)")
+    for sample in samples:
+        given = tracks_of.get(Path(sample.video).resolve())
+        if given is not None and "tracks" not in sample.meta:
+            raise DatasetError(
+                f"{source}: pair {sample.id!r} has no 'tracks' but line {given[1]} gives its video "
+                f"{Path(sample.video).name!r} a track file; give every pair of that video the same file"
+            )
     return samples

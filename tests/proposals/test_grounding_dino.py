@@ -101,6 +101,23 @@ def test_preprocessing_matches_transformers_pil_processor(checkpoint, detector, 
     torch.testing.assert_close(detector.preprocessing(frames), expected)
 
 
+def test_a_4_by_3_frame_is_resized_as_the_processor_does(detector):
+    # 480 x 640 at the default 800 / 1333: the long side is 1066.67, truncated to 1066 (rounding
+    # would give 1067); the cap case truncates too (400 x 1000 -> 533.2 x 1333)
+    prep = DetectorPreprocessing.from_dict({})
+    assert prep.resized_size(480, 640) == (800, 1066)
+    assert prep.resized_size(640, 480) == (1066, 800)
+    assert prep.resized_size(400, 1000) == (533, 1333)
+    assert prep.resized_size(800, 1000) == (800, 1000)
+    settings = {"image_mean": DETECTOR_MEAN, "image_std": DETECTOR_STD}
+    reference = GroundingDinoImageProcessorPil(**settings)
+    ours = DetectorPreprocessing.from_dict(settings)
+    frames = random_frames(1, 480, 640, seed=7)
+    expected = reference(images=list(frames), return_tensors="pt")["pixel_values"]
+    assert expected.shape == (1, 3, 800, 1066)
+    torch.testing.assert_close(ours(frames), expected)
+
+
 def test_image_size_overrides_short_side_and_scales_the_cap(detector):
     resized = with_config(detector, image_size=32).preprocessing
     assert (resized.shortest_edge, resized.longest_edge) == (32, 48)

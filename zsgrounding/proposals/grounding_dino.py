@@ -111,11 +111,24 @@ class DetectorPreprocessing:
         return DetectorPreprocessing(image_size, longest, self.normalisation)
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
-        """``(height, width)`` a ``height x width`` frame is resized to."""
-        scale = self.shortest_edge / min(height, width)
-        if self.longest_edge is not None and max(height, width) * scale > self.longest_edge:
-            scale = self.longest_edge / max(height, width)
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        """``(height, width)`` a ``height x width`` frame is resized to.
+
+        As transformers' image processor computes it: the short side becomes ``shortest_edge``
+        (rounded when the long side cap lowers it) and the long side is truncated, not rounded, so
+        a 480 x 640 frame becomes 800 x 1066.
+        """
+        short, long = min(height, width), max(height, width)
+        target: int = self.shortest_edge
+        capped: float | None = None  # the exact short side when the long-side cap lowers it
+        if self.longest_edge is not None and long / short * target > self.longest_edge:
+            capped = self.longest_edge * short / long
+            target = round(capped)
+        if short == target:
+            return height, width
+        exact = capped if capped is not None else target
+        if width < height:
+            return max(1, int(exact * height / width)), target
+        return target, max(1, int(exact * width / height))
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         """Frames ``(T, H, W, 3)`` uint8 -> ``pixel_values`` ``(T, 3, h, w)`` float32."""

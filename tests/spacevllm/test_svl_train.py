@@ -499,7 +499,11 @@ def test_six_steps_give_the_pinned_losses(
     summary = train(_config(svl_base_dir, toy_data["all"], tmp_path / "run", max_steps=6), progress=False)
     losses = [r["loss"] for r in _log(summary.log_path)]
     assert len(losses) == 6
-    # Another CPU (other SIMD width, other BLAS kernel) sums float32 in another order: CI measured
-    # 11.21780 against 11.21774 here at step 1. A changed init, data order or loss moves these by
-    # far more than 1e-3, so that tolerance keeps the pin meaningful on every machine.
-    torch.testing.assert_close(losses, PINNED_LOSSES, rtol=0, atol=1e-3)
+    # Another CPU (other SIMD width, other BLAS kernel) sums float32 in another order. Step 1 is one
+    # forward pass: CI measured 11.21780 against 11.21774 here, and a changed init, data order or
+    # loss moves it by far more than 1e-3. After that Adam divides each gradient by its own
+    # running size, so order noise in near-zero gradients becomes full-size updates: CI measured
+    # 8.94922 against 8.95193 at step 2. Later steps are held to 2 %, which still catches a
+    # changed optimizer, learning rate or schedule.
+    torch.testing.assert_close(losses[0], PINNED_LOSSES[0], rtol=0, atol=1e-3)
+    torch.testing.assert_close(losses[1:], PINNED_LOSSES[1:], rtol=2e-2, atol=0)

@@ -438,6 +438,13 @@ def compare(
 )
 @click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True)
 @click.option("--sam2", "sam2_model", default="facebook/sam2.1-hiera-tiny", show_default=True)
+@click.option(
+    "--track-fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Tracking frames per second (the sampled frames are among them).",
+)
 @click.option("--num-frames", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option(
     "--sampling",
@@ -457,6 +464,7 @@ def proposals(
     detector: str,
     tracker: str,
     sam2_model: str,
+    track_fps: float,
     num_frames: int,
     sampling: str,
     device: str | None,
@@ -464,17 +472,23 @@ def proposals(
 ) -> None:
     """Detect NOUN_PHRASE in VIDEO and link the detections into tracks (saved in the track store OUT).
 
-    The tracks are made on the frames a grounder will sample (--num-frames, --sampling), so that
-    `ground` and `eval` with the same frames read them from the store."""
+    The tracks are made on --track-fps frames per second plus the frames a grounder will sample
+    (--num-frames, --sampling), so that `ground` and `eval` with the same frames read them from
+    the store."""
     from zsgrounding.apps.factory import TOY_DETECTOR, toy_proposer
     from zsgrounding.proposals.source import make_proposer
     from zsgrounding.video import sample_uniform
 
     if detector == TOY_DETECTOR:
-        proposer = toy_proposer(out)
+        proposer = toy_proposer(out, track_fps)
     else:
         proposer = make_proposer(
-            store_dir=out, detector=detector, tracker=tracker, sam2=sam2_model, device=device
+            store_dir=out,
+            detector=detector,
+            tracker=tracker,
+            sam2=sam2_model,
+            device=device,
+            track_fps=track_fps,
         )
     clip = sample_uniform(video, num_frames, sampling=sampling)
     tracks = proposer(clip, noun_phrase, video.name)

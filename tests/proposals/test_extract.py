@@ -15,6 +15,7 @@ from tiny_proposals import NUM_QUERIES, save_tiny_detector, save_tiny_sam2
 
 from zsgrounding.proposals.detections import FrameDetections
 from zsgrounding.proposals.extract import ProposalConfig, Proposer, extract_tracks, load_detector
+from zsgrounding.proposals.loop import LoopConfig
 from zsgrounding.proposals.sam2 import Sam2Config, Sam2Tracker
 from zsgrounding.types import Clip, Track
 
@@ -71,7 +72,7 @@ def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def sam2(checkpoints) -> Sam2Tracker:
-    return Sam2Tracker.from_pretrained(checkpoints[1], Sam2Config(redetect_every=0, mask_threshold=FULL))
+    return Sam2Tracker.from_pretrained(checkpoints[1], Sam2Config(mask_threshold=FULL))
 
 
 def test_sam2_path_in_native_coordinates(sam2):
@@ -126,16 +127,15 @@ def test_proposer_from_config_loads_both_checkpoints(checkpoints):
         sam2=str(checkpoints[1]),
         box_threshold=0.0,
         text_threshold=0.0,
-        redetect_every=0,
+        loop=LoopConfig(max_objects=2),
         mask_threshold=FULL,
-        max_objects=2,
         dtype="float32",
         hub_kwargs={"local_files_only": True},
     )
     proposer = Proposer.from_config(config)
     assert proposer.detector.config.box_threshold == 0.0
     assert isinstance(proposer.tracker, Sam2Tracker)
-    assert (proposer.tracker.config.max_objects, proposer.tracker.config.mask_threshold) == (2, FULL)
+    assert (proposer.tracker.config.loop.max_objects, proposer.tracker.config.mask_threshold) == (2, FULL)
     assert proposer.tracker.model.dtype == torch.float32
     clip = make_clip(3)
     tracks = proposer(clip, "a car")

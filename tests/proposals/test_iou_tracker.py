@@ -135,8 +135,10 @@ def test_sparse_frames_motion_and_native_filling():
     native = run(dets, max_lost=2, max_gap=3, fill_native=True)
     np.testing.assert_array_equal(native[0].frame_ids, np.arange(11))
     np.testing.assert_array_equal(native[0].boxes, [box_at(5.0 * f) for f in range(11)])
-    # gaps of 3 native frames (4 -> 8) exceed max_gap=2; gaps of 1 are filled
-    narrow = run(dets, max_lost=2, max_gap=2, fill_native=True)
+    # counted in native frames (the previous setting), the gap of 3 (4 -> 8) exceeds max_gap=2
+    # while gaps of 1 are filled; counted in detection frames it holds one (frame 6): filled
+    assert run(dets, max_lost=2, max_gap=1, fill_native=True)[0].frame_ids.tolist() == list(range(11))
+    narrow = run(dets, max_lost=2, max_gap=2, fill_native=True, gap_unit="native")
     np.testing.assert_array_equal(narrow[0].frame_ids, [0, 1, 2, 3, 4, 8, 9, 10])
 
 
@@ -205,3 +207,22 @@ def test_toy_world_sparse_detections_filled_on_native_frames(index):
         seen = [f for f in range(0, video.num_frames, 2) if f in visible]
         np.testing.assert_array_equal(track.frame_ids, np.arange(seen[0], seen[-1] + 1))
         assert np.abs(track.boxes - obj.boxes_at(track.frame_ids)).max() < 4.0
+
+
+def test_a_track_starts_at_the_detector_threshold_not_at_half():
+    # grounding-dino-tiny scores right boxes around 0.45: the previous start threshold (0.5) never
+    # started a track for them; the default follows the detector's box threshold (0.25)
+    dets = [fd(f, [box_at(2.0 * f)], [0.45]) for f in range(6)]
+    assert [t.frame_ids.tolist() for t in run(dets)] == [list(range(6))]
+    assert IoUTracker(IoUTrackerConfig.previous()).track(dets) == []
+
+
+def test_holes_are_counted_in_tracking_frames():
+    # tracking frames 30 native frames apart (a 600-frame video sampled 20 times); the object is
+    # missed on frame 90: a 59-native-frame hole, one tracking frame
+    frames = list(range(0, 300, 30))
+    dets = [fd(f, [box_at(0.1 * f)], [0.8]) if f != 90 else fd(f) for f in frames]
+    assert run(dets)[0].frame_ids.tolist() == frames
+    previous = IoUTracker(IoUTrackerConfig.previous()).track(dets)
+    assert previous[0].frame_ids.tolist() == [f for f in frames if f != 90]
+    np.testing.assert_allclose(run(dets)[0].boxes[3], box_at(9.0))  # halfway between 60 and 120

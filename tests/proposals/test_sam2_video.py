@@ -2,12 +2,15 @@
 
 Random weights give meaningless masks. The checkpoint's object-score head is biased so that every
 object is "present" on every frame (otherwise SAM2 blanks all masks); the tests then check the
-plumbing: one mask per propagated frame at native size, boxes equal to the masks' bounding boxes,
-ids, labels, and when new objects start. With ``mask_threshold`` far below every logit the masks
-cover the whole frame, which makes the new-object decisions deterministic. The checkpoint builder
+plumbing of the real classes in the detect–track–correct loop: one mask per propagated frame at
+native size, boxes equal to the masks' bounding boxes, ids, labels, the single-frame masks that
+match detections, re-prompting, and the backward session. With ``mask_threshold`` far below every
+logit the masks cover the whole frame, which makes the loop's decisions deterministic. The loop's
+logic itself is tested with a scripted segmenter in ``test_loop.py``. The checkpoint builder
 lives in ``tests/tiny_proposals.py``.
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,8 @@ from transformers import Sam2VideoModel
 
 from zsgrounding.mllm.errors import ModelError
 from zsgrounding.proposals.detections import FrameDetections
-from zsgrounding.proposals.sam2 import Sam2Config, Sam2Tracker, box_prompt, mask_box
+from zsgrounding.proposals.loop import LoopConfig, mask_box
+from zsgrounding.proposals.sam2 import Sam2Config, Sam2Tracker, box_prompt
 
 SIDE = SAM2_SIDE  # the model's square input
 H, W = 48, 80  # native frame size
@@ -47,8 +51,14 @@ def model(checkpoint) -> Sam2VideoModel:
     return Sam2Tracker.from_pretrained(checkpoint).model
 
 
-def tracker_with(model, **settings) -> Sam2Tracker:
-    return Sam2Tracker.from_model(model, Sam2Config(**settings))
+def tracker_with(model, mask_threshold: float = 0.0, **loop) -> Sam2Tracker:
+    return Sam2Tracker.from_model(model, Sam2Config(loop=LoopConfig(**loop), mask_threshold=mask_threshold))
+
+
+def previous_with(model, look_gap: int, **changes) -> Sam2Tracker:
+    """The loop before the rework, looking for new objects every ``look_gap`` frames."""
+    loop = dataclasses.replace(LoopConfig.previous(), look_gap=look_gap, **changes)
+    return Sam2Tracker.from_model(model, Sam2Config(loop=loop, mask_threshold=FULL))
 
 
 def test_box_prompt_and_mask_box_numbers():
@@ -75,7 +85,7 @@ def test_preprocessing_read_from_checkpoint(checkpoint):
 # the tiny model's mask logits are within +-0.003: 0.002 leaves sparse masks, some frames empty
 @pytest.mark.parametrize("threshold", [0.0, 0.002])
 def test_one_mask_per_propagated_frame_and_boxes_from_masks(model, threshold):
-    tracker = tracker_with(model, redetect_every=0, mask_threshold=threshold)
+    tracker = tracker_with(model, mask_threshold=threshold)
     dets = [det(FRAME_IDS[0], [[10, 8, 40, 30]], [0.9], ["man"])]
     tracks = tracker.track(frames_of(), FRAME_IDS, dets)
     assert [(t.track_id, t.label, t.score) for t in tracks] == [(0, "man", 0.9)]
@@ -93,7 +103,7 @@ def test_one_mask_per_propagated_frame_and_boxes_from_masks(model, threshold):
 
 
 def test_full_masks_cover_every_frame_at_native_size(model):
-    tracker = tracker_with(model, redetect_every=0, mask_threshold=FULL)
+    tracker = tracker_with(model, mask_threshold=FULL)
     tracks = tracker.track(frames_of(), FRAME_IDS, [det(FRAME_IDS[0], [[10, 8, 40, 30]], [0.9])])
     assert len(tracks) == 1
     np.testing.assert_array_equal(tracks[0].frame_ids, FRAME_IDS)
@@ -103,7 +113,7 @@ def test_full_masks_cover_every_frame_at_native_size(model):
 
 def test_output_size_differs_from_frame_size(model):
     # frames resized to half size, boxes and masks asked in the native 96 x 160 grid
-    tracker = tracker_with(model, redetect_every=0, mask_threshold=FULL)
+    tracker = tracker_with(model, mask_threshold=FULL)
     tracks = tracker.track(
         frames_of(3), FRAME_IDS[:3], [det(FRAME_IDS[0], [[20, 16, 80, 60]], [0.5])], size=(96, 160)
     )
@@ -111,15 +121,39 @@ def test_output_size_differs_from_frame_size(model):
     np.testing.assert_array_equal(tracks[0].boxes[0], [0.0, 0.0, 160.0, 96.0])
 
 
-def test_tracks_start_on_the_first_frame_with_detections(model):
-    tracker = tracker_with(model, redetect_every=0, mask_threshold=FULL)
+def test_tracks_start_on_the_first_frame_with_detections_and_run_backwards(model):
     dets = [det(FRAME_IDS[0], [], []), det(FRAME_IDS[2], [[0, 0, 20, 20]], [0.7], ["dog"])]
+    forward_only = tracker_with(model, mask_threshold=FULL, backward=False).track(
+        frames_of(), FRAME_IDS, dets
+    )
+    assert len(forward_only) == 1 and forward_only[0].label == "dog"
+    np.testing.assert_array_equal(forward_only[0].frame_ids, FRAME_IDS[2:])
+    # the backward session (frames 2, 1, 0) covers the frames before the detection
+    both = tracker_with(model, mask_threshold=FULL).track(frames_of(), FRAME_IDS, dets)
+    assert [t.label for t in both] == ["dog"]
+    np.testing.assert_array_equal(both[0].frame_ids, FRAME_IDS)
+    assert both[0].masks.shape == (T, H, W) and both[0].masks.all()
+
+
+def test_detections_of_a_tracked_object_correct_it_instead_of_starting_another(model):
+    # full-frame masks: each detection's own mask (SAM2's single-frame path) is the full frame,
+    # IoU 1 with the tracked object's, so every later detection is matched and re-prompts object 0
+    small = [[5, 5, 15, 15]]
+    dets = [
+        det(FRAME_IDS[0], [[10, 8, 40, 30]], [0.9], ["man"]),
+        det(FRAME_IDS[1], small, [0.8], ["dog"]),
+        det(FRAME_IDS[3], small, [0.6], ["cat"]),
+    ]
+    tracker = tracker_with(model, mask_threshold=FULL)
+    masks = tracker.segmenter.bind(frames_of(2), (H, W)).segment(1, np.array([*small, [0, 0, 80, 48]]))
+    assert masks.shape == (2, H, W) and masks.all()
     tracks = tracker.track(frames_of(), FRAME_IDS, dets)
-    assert len(tracks) == 1 and tracks[0].label == "dog"
-    np.testing.assert_array_equal(tracks[0].frame_ids, FRAME_IDS[2:])
+    assert [(t.track_id, t.label) for t in tracks] == [(0, "man")]
+    assert tracks[0].score == pytest.approx((0.9 + 0.8 + 0.6) / 3)  # started and corrected twice
+    np.testing.assert_array_equal(tracks[0].frame_ids, FRAME_IDS)
 
 
-def test_later_detection_starts_a_new_track(model):
+def test_the_previous_loop_starts_objects_by_box_iou_every_few_frames(model):
     # full-frame masks: a 10 x 10 box has IoU 100 / 3840 = 0.026 with them, a new object;
     # a 70 x 44 box has IoU 3080 / 3840 = 0.80, the same object
     small, large = [[5, 5, 15, 15]], [[5, 2, 75, 46]]
@@ -130,18 +164,13 @@ def test_later_detection_starts_a_new_track(model):
         det(FRAME_IDS[4], small, [0.7], ["cat"]),  # one frame after the last look: skipped
         det(FRAME_IDS[5], large, [0.7], ["car"]),
     ]
-    tracks = tracker_with(model, redetect_every=2, mask_threshold=FULL).track(frames_of(), FRAME_IDS, dets)
+    tracks = previous_with(model, look_gap=2).track(frames_of(), FRAME_IDS, dets)
     assert [(t.track_id, t.label, t.score) for t in tracks] == [(0, "man", 0.9), (1, "dog", 0.6)]
     np.testing.assert_array_equal(tracks[0].frame_ids, FRAME_IDS)
     np.testing.assert_array_equal(tracks[1].frame_ids, FRAME_IDS[3:])
     assert tracks[1].masks.shape == (3, H, W)
-    # without re-detection only the first object is tracked
-    only_first = tracker_with(model, redetect_every=0, mask_threshold=FULL).track(
-        frames_of(), FRAME_IDS, dets
-    )
-    assert [t.label for t in only_first] == ["man"]
     # looking on every frame with a strict IoU threshold, every detection is a new object
-    strict = tracker_with(model, redetect_every=1, new_object_iou=0.9, mask_threshold=FULL)
+    strict = previous_with(model, look_gap=1, match_iou=0.9)
     tracks = strict.track(frames_of(), FRAME_IDS, dets)
     assert [t.label for t in tracks] == ["man", "too early", "dog", "cat", "car"]
     assert [t.track_id for t in tracks] == [0, 1, 2, 3, 4]
@@ -157,11 +186,14 @@ def test_duplicates_on_one_frame_start_one_object(model):
             ["a", "b", "c"],
         )
     ]
-    tracks = tracker_with(model, redetect_every=0, mask_threshold=FULL).track(
-        frames_of(3), FRAME_IDS[:3], dets
-    )
-    assert [(t.track_id, t.label) for t in tracks] == [(0, "b"), (1, "c")]
-    capped = tracker_with(model, redetect_every=0, mask_threshold=FULL, max_objects=1)
+    # by box IoU (the previous loop) "a" duplicates "b" and "c" is apart; by the detections' own
+    # full-frame masks all three are one object
+    previous = previous_with(model, look_gap=5).track(frames_of(3), FRAME_IDS[:3], dets)
+    assert [(t.track_id, t.label) for t in previous] == [(0, "b"), (1, "c")]
+    assert [
+        t.label for t in tracker_with(model, mask_threshold=FULL).track(frames_of(3), FRAME_IDS[:3], dets)
+    ] == ["b"]
+    capped = previous_with(model, look_gap=5, max_objects=1)
     assert [t.label for t in capped.track(frames_of(3), FRAME_IDS[:3], dets)] == ["b"]
 
 

@@ -165,6 +165,13 @@ def model_options(fn: F) -> F:
         click.option("--tracker", type=click.Choice(["sam2", "iou"]), default="sam2", show_default=True),
         click.option("--sam2", "sam2_model", default=None, help="SAM2 video checkpoint (folder or hub id)."),
         click.option(
+            "--track-fps",
+            type=click.FloatRange(min=0, min_open=True),
+            default=5.0,
+            show_default=True,
+            help="Tracking frames per second (the sampled frames are among them); see docs/tracking.md.",
+        ),
+        click.option(
             "--decompositions",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             default=None,

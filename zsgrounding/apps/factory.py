@@ -141,16 +141,20 @@ class ToyWorldWarning(UserWarning):
     """The toy model or detector is asked about a clip from outside the toy world."""
 
 
-def toy_proposer(store_dir: Path | None) -> CachedProposer:
-    """The offline proposer: the toy world's colour detector linked by the IoU tracker, stored."""
+def toy_proposer(store_dir: Path | None, track_fps: float | None = 5.0) -> CachedProposer:
+    """The offline proposer: the toy world's colour detector linked by the IoU tracker on
+    ``track_fps`` frames per second plus the sampled frames, stored."""
     from zsgrounding.proposals.extract import Proposer
     from zsgrounding.proposals.store import TrackStore
-    from zsgrounding.proposals.tracker import IoUTracker
+    from zsgrounding.proposals.tracker import IoUTracker, IoUTrackerConfig
     from zsgrounding.toy.detector import ToyColourDetector
 
-    settings = {"detector": TOY_DETECTOR, "tracker": "iou"}  # stored tracks depend on nothing else
+    detector = ToyColourDetector()
+    tracker = IoUTracker(IoUTrackerConfig.following(detector.config.min_score))
+    # stored tracks depend on nothing else
+    settings = {"detector": TOY_DETECTOR, "tracker": "iou", "track_fps": track_fps}
     store = TrackStore(store_dir) if store_dir is not None else None
-    return CachedProposer(store, Proposer(ToyColourDetector(), IoUTracker()), settings)
+    return CachedProposer(store, Proposer(detector, tracker, 1, track_fps), settings)
 
 
 def proposer_for(
@@ -186,10 +190,11 @@ def proposer_for(
             raise STVGError(
                 "--detector toy runs with the IoU tracker (--tracker iou): SAM2 needs its weights"
             )
-        return toy_proposer(store_dir)
+        return toy_proposer(store_dir, opts.get("track_fps", 5.0))
     return make_proposer(
         store_dir=store_dir,
         detector=detector,
+        track_fps=opts.get("track_fps", 5.0),
         tracker=opts["tracker"],
         sam2=opts["sam2_model"],
         device=opts["device"],

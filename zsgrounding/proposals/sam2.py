@@ -5,17 +5,9 @@ to the model's square input, rescaled, normalised) and the inference session and
 built by hand: a box is two prompt points, its corners in the model's input pixels, with the point
 labels 2 (top-left) and 3 (bottom-right).
 
-Tracking walks the clip's frames in order, all in one session:
-
-1. on the first frame with detections, every detection starts an object (one box prompt each);
-2. every frame is propagated; the mask logits are upsampled to the native size and thresholded;
-3. every ``redetect_every`` frames (counted from the last re-detection) that carry detections,
-   the detections whose box IoU with every current object's mask box is below ``new_object_iou``
-   start new objects with new ids, prompted on that frame.
-
-Detections are taken best score first and each accepted one counts as a current object for the
-next, so duplicates of one object start one track. An object's track begins on the frame it was
-prompted on; SAM2 is not run backwards.
+:class:`Sam2Segmenter` is SAM2 behind the :mod:`~zsgrounding.proposals.segmenter` interface;
+:class:`Sam2Tracker` runs the detect–track–correct loop of :mod:`~zsgrounding.proposals.loop`
+with it (matching, re-prompting, backward runs, ending and merging are the loop's).
 """
 
 from __future__ import annotations
@@ -32,12 +24,12 @@ from PIL import Image
 from transformers import Sam2VideoModel
 from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 
-from zsgrounding.boxes import box_iou_matrix
 from zsgrounding.mllm.errors import ModelError, first_line
 from zsgrounding.mllm.files import HUB_KWARGS, checkpoint_file, read_json
 from zsgrounding.mllm.hub import require_checkpoint
 from zsgrounding.mllm.preprocess import FramePreprocessing, preprocess_frames
 from zsgrounding.proposals.detections import FrameDetections
+from zsgrounding.proposals.loop import LoopConfig, run_loop
 from zsgrounding.types import Track
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -53,27 +45,15 @@ class Sam2Config:
     """Settings of :class:`Sam2Tracker`.
 
     Attributes:
-        redetect_every: look for new objects on a frame with detections once at least this many
-            clip frames have passed since the last look (``0``: only the first detection frame).
-        new_object_iou: a detection starts a new object when its IoU with every current object's
-            mask box (and every detection accepted before it) is below this.
+        loop: the detect–track–correct loop's settings.
         mask_threshold: mask logits ``>`` this are foreground.
         image_size: side of the model's square input; ``None`` reads ``config.image_size``. It must
             match the model (its feature sizes are fixed by the checkpoint).
-        max_objects: at most this many objects per clip; further detections are ignored.
     """
 
-    redetect_every: int = 5
-    new_object_iou: float = 0.3
+    loop: LoopConfig = field(default_factory=LoopConfig)
     mask_threshold: float = 0.0
     image_size: int | None = None
-    max_objects: int = 20
-
-    def __post_init__(self) -> None:
-        if self.redetect_every < 0:
-            raise ValueError(f"redetect_every must be >= 0, got {self.redetect_every}")
-        if self.max_objects <= 0:
-            raise ValueError(f"max_objects must be positive, got {self.max_objects}")
 
 
 def sam2_preprocessing(path_or_id: str | Path | None, size: int, **hub_kwargs: Any) -> FramePreprocessing:
@@ -107,27 +87,88 @@ def box_prompt(box: np.ndarray, width: int, height: int, size: int) -> dict[str,
     }
 
 
-def mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """The pixel ``xyxy`` box around a ``(H, W)`` bool mask (pixel ``j`` spans ``[j, j + 1)``), or ``None``."""
-    cols = np.flatnonzero(mask.any(axis=0))
-    if cols.size == 0:
-        return None
-    rows = np.flatnonzero(mask.any(axis=1))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
+class _Session:
+    """One SAM2 inference session over an order of a clip's frames (a ``SegmenterSession``)."""
+
+    def __init__(self, clip: _BoundSam2, order: np.ndarray) -> None:
+        self.clip = clip
+        model = clip.owner.model
+        self.session = Sam2VideoInferenceSession(
+            video=clip.pixels[torch.as_tensor(np.asarray(order, dtype=np.int64))],
+            video_height=clip.size[0],
+            video_width=clip.size[1],
+            inference_device=model.device,
+            inference_state_device=model.device,
+            video_storage_device="cpu",
+            dtype=model.dtype,  # a torch dtype: the session's default string breaks .to()
+        )
+        self.prompted: list[int] = []
+
+    def add_box(self, position: int, obj_id: int, box: np.ndarray) -> None:
+        obj_idx = self.session.obj_id_to_idx(obj_id)
+        height, width = self.clip.size
+        self.session.add_point_inputs(obj_idx, position, box_prompt(box, width, height, self.clip.side))
+        self.session.remove_mask_inputs(obj_idx, position)
+        if obj_id not in self.prompted:
+            self.prompted.append(obj_id)
+
+    @torch.inference_mode()
+    def propagate(self, position: int) -> dict[int, np.ndarray]:
+        if self.prompted:
+            self.session.obj_with_new_inputs = list(self.prompted)
+            self.prompted = []
+        output = self.clip.owner.model(inference_session=self.session, frame_idx=position)
+        masks = self.clip.owner.masks(output.pred_masks, *self.clip.size)
+        return {int(obj_id): mask for obj_id, mask in zip(output.object_ids, masks, strict=True)}
 
 
-@dataclass
-class _Object:
-    """One tracked object while a clip is processed."""
+class _BoundSam2:
+    """SAM2 bound to one clip: its frames prepared once for every session (a ``ClipSegmenter``)."""
 
-    obj_id: int
-    label: str
-    score: float
-    masks: dict[int, np.ndarray] = field(default_factory=dict)  # clip frame index -> (H, W) bool
+    def __init__(self, owner: Sam2Segmenter, frames: np.ndarray, size: tuple[int, int]) -> None:
+        self.owner = owner
+        self.size = size
+        self.side = owner.preprocessing.size
+        self.pixels = preprocess_frames(np.asarray(frames), owner.preprocessing)
 
-    def box_at(self, index: int) -> np.ndarray | None:
-        mask = self.masks.get(index)
-        return None if mask is None else mask_box(mask)
+    def open(self, order: np.ndarray) -> _Session:
+        return _Session(self, order)
+
+    def segment(self, index: int, boxes: np.ndarray) -> np.ndarray:
+        """Each box prompted on frame ``index`` alone (no memory): SAM2's image path. ``(N, H, W)`` bool."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if boxes.shape[0] == 0:
+            return np.zeros((0, *self.size), dtype=bool)
+        session = self.open(np.array([index]))
+        for i, box in enumerate(boxes):
+            session.add_box(0, i, box)
+        masks = session.propagate(0)
+        return np.stack([masks[i] for i in range(boxes.shape[0])])
+
+
+class Sam2Segmenter:
+    """SAM2 as a :class:`~zsgrounding.proposals.segmenter.Segmenter`.
+
+    Args:
+        model: a loaded ``Sam2VideoModel`` (eval mode).
+        preprocessing: its square-resize settings.
+        mask_threshold: mask logits ``>`` this are foreground.
+    """
+
+    def __init__(
+        self, model: Sam2VideoModel, preprocessing: FramePreprocessing, mask_threshold: float = 0.0
+    ) -> None:
+        self.model = model
+        self.preprocessing = preprocessing
+        self.mask_threshold = mask_threshold
+
+    def masks(self, pred_masks: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """Low-resolution mask logits ``(N, 1, h, w)`` -> ``(N, H, W)`` bool at ``height x width``."""
+        logits = F.interpolate(pred_masks.float(), size=(height, width), mode="bilinear", align_corners=False)
+        return (logits[:, 0] > self.mask_threshold).cpu().numpy()
+
+    def bind(self, frames: np.ndarray, size: tuple[int, int]) -> _BoundSam2:
+        return _BoundSam2(self, frames, size)
 
 
 class Sam2Tracker:
@@ -190,30 +231,11 @@ class Sam2Tracker:
         size = int(model.config.image_size)
         return cls(model, config, sam2_preprocessing(path_or_id, size, **hub_kwargs))
 
-    def _new_objects(
-        self, detections: FrameDetections, current: list[np.ndarray], next_id: int, room: int
-    ) -> tuple[list[_Object], list[np.ndarray]]:
-        """Detections (best first) that overlap no current box enough, at most ``room`` of them."""
-        taken = list(current)
-        new: list[_Object] = []
-        new_boxes: list[np.ndarray] = []
-        for i in np.argsort(-detections.scores, kind="stable"):
-            if len(new) >= room:
-                break
-            box = detections.boxes[i]
-            if taken and box_iou_matrix(box[None], np.stack(taken)).max() >= self.config.new_object_iou:
-                continue
-            taken.append(box)
-            new_boxes.append(box)
-            new.append(_Object(next_id + len(new), detections.labels[i], float(detections.scores[i])))
-        return new, new_boxes
+    @property
+    def segmenter(self) -> Sam2Segmenter:
+        """This tracker's model as a :class:`~zsgrounding.proposals.segmenter.Segmenter`."""
+        return Sam2Segmenter(self.model, self.preprocessing, self.config.mask_threshold)
 
-    def _masks(self, pred_masks: torch.Tensor, height: int, width: int) -> np.ndarray:
-        """Low-resolution mask logits ``(N, 1, h, w)`` -> ``(N, H, W)`` bool at native size."""
-        logits = F.interpolate(pred_masks.float(), size=(height, width), mode="bilinear", align_corners=False)
-        return (logits[:, 0] > self.config.mask_threshold).cpu().numpy()
-
-    @torch.inference_mode()
     def track(
         self,
         frames: np.ndarray,
@@ -221,10 +243,10 @@ class Sam2Tracker:
         detections: Sequence[FrameDetections],
         size: tuple[int, int] | None = None,
     ) -> list[Track]:
-        """Track the detected objects through the clip.
+        """Track the detected objects through the frames with the detect–track–correct loop.
 
         Args:
-            frames: ``(T, H, W, 3)`` uint8 RGB.
+            frames: ``(T, H, W, 3)`` uint8 RGB tracking frames.
             frame_ids: ``(T,)`` native frame ids, ascending.
             detections: detections of some (or all) of these frames, boxes in pixels of ``size``.
             size: ``(H, W)`` of the pixel grid detections, boxes and masks are expressed in,
@@ -232,10 +254,8 @@ class Sam2Tracker:
                 frames' own size.
 
         Returns:
-            one :class:`Track` per object, by id: ``masks (K, H, W)`` bool and ``boxes (K, 4)`` (the
-            masks' bounding boxes) on the ``K`` frames from its prompt frame on where its mask is not
-            empty; label and score of the detection that started it. Objects whose mask is empty
-            on every frame are dropped. No detection at all: ``[]``, without running the model.
+            one :class:`Track` per object (see :func:`~zsgrounding.proposals.loop.run_loop`). No
+            detection at all: ``[]``, without running the model.
         """
         frames = np.asarray(frames)
         ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
@@ -252,63 +272,4 @@ class Sam2Tracker:
                 by_index[index_of[det.frame_id]] = det
         if not by_index:
             return []
-
-        height, width = size if size is not None else frames.shape[1:3]
-        side = self.preprocessing.size
-        session = Sam2VideoInferenceSession(
-            video=preprocess_frames(frames, self.preprocessing),
-            video_height=height,
-            video_width=width,
-            inference_device=self.model.device,
-            inference_state_device=self.model.device,
-            video_storage_device="cpu",
-            dtype=self.model.dtype,  # a torch dtype: the session's default string breaks .to()
-        )
-        objects: list[_Object] = []
-        last_look = -1
-        for t in range(min(by_index), frames.shape[0]):
-            if objects:
-                self._propagate(session, objects, t, height, width)
-            det = by_index.get(t)
-            due = not objects or (
-                self.config.redetect_every > 0 and t - last_look >= self.config.redetect_every
-            )
-            room = self.config.max_objects - len(objects)
-            if det is None or not due or room <= 0:
-                continue
-            last_look = t
-            current = [box for box in (obj.box_at(t) for obj in objects) if box is not None]
-            new, boxes = self._new_objects(det, current, len(objects), room)
-            if not new:
-                continue
-            for obj, box in zip(new, boxes, strict=True):
-                obj_idx = session.obj_id_to_idx(obj.obj_id)
-                session.add_point_inputs(obj_idx, t, box_prompt(box, width, height, side))
-                session.remove_mask_inputs(obj_idx, t)
-            session.obj_with_new_inputs = [obj.obj_id for obj in new]
-            objects.extend(new)
-            # Runs frame t again for the existing objects too; their memory for t is rebuilt alike.
-            self._propagate(session, objects, t, height, width)
-        return [self._to_track(obj, ids) for obj in objects if any(m.any() for m in obj.masks.values())]
-
-    def _propagate(
-        self, session: Sam2VideoInferenceSession, objects: list[_Object], t: int, height: int, width: int
-    ) -> None:
-        output = self.model(inference_session=session, frame_idx=t)
-        masks = self._masks(output.pred_masks, height, width)
-        by_id = {obj.obj_id: obj for obj in objects}
-        for obj_id, mask in zip(output.object_ids, masks, strict=True):
-            by_id[obj_id].masks[t] = mask
-
-    @staticmethod
-    def _to_track(obj: _Object, frame_ids: np.ndarray) -> Track:
-        kept = [t for t in sorted(obj.masks) if obj.masks[t].any()]
-        boxes = [mask_box(obj.masks[t]) for t in kept]
-        return Track(
-            frame_ids=frame_ids[kept],
-            boxes=np.stack(boxes),
-            label=obj.label,
-            score=obj.score,
-            track_id=obj.obj_id,
-            masks=np.stack([obj.masks[t] for t in kept]),
-        )
+        return run_loop(frames, ids, by_index, self.segmenter, self.config.loop, size)

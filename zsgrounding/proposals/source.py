@@ -9,6 +9,7 @@ proposer is :class:`zsgrounding.toy.proposer.ToyProposer`.)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,14 @@ def make_proposer(
     device: str | None = None,
     box_threshold: float = 0.25,
     text_threshold: float = 0.3,
+    track_fps: float | None = 5.0,
 ) -> CachedProposer:
     """The proposer the command-line options describe.
 
     Tracks come from the store under ``store_dir`` and, for videos it lacks, from Grounding DINO +
     SAM2 (or the IoU tracker), loaded on first use; the models default to the reference's
-    (Grounding DINO tiny, SAM2.1 tiny).
+    (Grounding DINO tiny, SAM2.1 tiny). Tracking runs on ``track_fps`` frames per second plus the
+    sampled frames (``None``: the sampled frames only).
     """
     from zsgrounding.proposals.extract import ProposalConfig
 
@@ -86,6 +89,7 @@ def make_proposer(
         device=device,
         box_threshold=box_threshold,
         text_threshold=text_threshold,
+        track_fps=track_fps,
     )
     # Everything the tracks depend on: a change makes stored tracks stale, so they are redone.
     settings = {
@@ -94,6 +98,9 @@ def make_proposer(
         "sam2": config.sam2 if config.tracker == "sam2" else None,
         "box_threshold": box_threshold,
         "text_threshold": text_threshold,
+        "track_fps": track_fps,
+        "detect_every": config.detection_step,
+        "loop": dataclasses.asdict(config.loop) if config.tracker == "sam2" else None,
     }
     store = TrackStore(store_dir) if store_dir is not None else None
     return CachedProposer(store, _LazyProposer(config), settings)

@@ -12,8 +12,14 @@ frames):
 A detection is compared with a track's last box and with its box predicted at constant velocity
 (a line fitted to its last few observations, ``motion=True``), and the larger IoU counts: boxes
 that move several pixels between sparse detection frames still overlap the prediction, and an
-object that stops still overlaps its last box. Tracks with fewer than ``min_hits`` observations are dropped; holes of
-at most ``max_gap`` native frames between two observations are filled by linear interpolation.
+object that stops still overlaps its last box. Tracks with fewer than ``min_hits`` observations are
+dropped; holes of at most ``max_gap`` detection frames between two observations are filled by
+linear interpolation.
+
+The start threshold ``high_score`` follows the detector's box threshold when the proposal config
+builds the tracker (Grounding DINO tiny scores correct boxes around 0.45, so a fixed 0.5 started no
+track for them). :meth:`IoUTrackerConfig.previous` keeps the earlier settings (start at 0.5, gaps
+counted in native frames up to 30), which on a long video with sparse frames left long holes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -39,14 +46,17 @@ class IoUTrackerConfig:
     Attributes:
         iou_threshold: smallest IoU (inclusive, > 0) between a track's last or predicted box and a
             detection for them to be matched.
-        high_score: detections scoring at least this start tracks and are matched first.
+        high_score: detections scoring at least this start tracks and are matched first (the
+            proposal config sets it to the detector's box threshold).
         low_score: detections scoring below this are ignored; those in ``[low_score, high_score)``
             may only extend existing tracks.
         max_lost: a track ends once it has gone unmatched on more than this many consecutive
             detection frames.
         min_hits: tracks with fewer matched detections are dropped.
-        max_gap: largest number of native frames strictly between two observations of a track
-            that are filled by interpolation (0 disables filling).
+        max_gap: largest hole between two observations of a track that is filled by
+            interpolation, in ``gap_unit`` (0 disables filling).
+        gap_unit: ``"detection"``: the detection (tracking) frames strictly between the two
+            observations; ``"native"``: the native frames between them (the previous setting).
         fill_native: fill every native frame inside such a gap; otherwise only the detection
             frames on which the track went unmatched.
         motion: also match against a track's box predicted at constant velocity.
@@ -55,11 +65,12 @@ class IoUTrackerConfig:
     """
 
     iou_threshold: float = 0.3
-    high_score: float = 0.5
+    high_score: float = 0.25
     low_score: float = 0.1
     max_lost: int = 5
     min_hits: int = 2
-    max_gap: int = 30
+    max_gap: int = 5
+    gap_unit: Literal["detection", "native"] = "detection"
     fill_native: bool = False
     motion: bool = True
     motion_window: int = 4
@@ -76,11 +87,25 @@ class IoUTrackerConfig:
             problems.append(f"motion_window {self.motion_window} must be at least 2")
         if self.min_hits < 1:
             problems.append(f"min_hits {self.min_hits} must be at least 1")
+        if self.gap_unit not in ("detection", "native"):
+            problems.append(f"gap_unit must be 'detection' or 'native', got {self.gap_unit!r}")
         if problems:
             raise ValueError("invalid IoUTrackerConfig: " + "; ".join(problems))
 
+    @classmethod
+    def following(cls, box_threshold: float, **overrides: object) -> IoUTrackerConfig:
+        """Tracks start at the detector's ``box_threshold``; ``low_score`` is lowered to it if above."""
+        settings: dict = {"high_score": box_threshold, "low_score": min(cls.low_score, box_threshold)}
+        settings.update(overrides)
+        return cls(**settings)
 
-def _assign(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    @classmethod
+    def previous(cls) -> IoUTrackerConfig:
+        """The settings before the tracking rework: start at 0.5, holes up to 30 native frames."""
+        return cls(high_score=0.5, max_gap=30, gap_unit="native")
+
+
+def assign(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """Hungarian assignment on ``1 - IoU``; pairs below ``threshold`` are never returned."""
     if iou.size == 0:
         return []
@@ -168,7 +193,7 @@ class IoUTracker:
             iou = box_iou_matrix(last[free], det.boxes[pool])
             if predicted is not None:
                 iou = np.maximum(iou, box_iou_matrix(predicted[free], det.boxes[pool]))
-            for r, c in _assign(iou, cfg.iou_threshold):
+            for r, c in assign(iou, cfg.iou_threshold):
                 k = int(pool[c])
                 live[free[r]].add(det.frame_id, det.boxes[k], float(det.scores[k]), det.labels[k])
                 matched.add(free[r])
@@ -194,11 +219,10 @@ class IoUTracker:
         out_f, out_b = [frames[:1]], [boxes[:1]]
         for i in range(1, frames.size):
             f0, f1 = int(frames[i - 1]), int(frames[i])
-            if 0 < f1 - f0 - 1 <= cfg.max_gap:
-                if cfg.fill_native:
-                    fill = np.arange(f0 + 1, f1, dtype=np.int64)
-                else:
-                    fill = det_frames[(det_frames > f0) & (det_frames < f1)]
+            between = det_frames[(det_frames > f0) & (det_frames < f1)]
+            hole = f1 - f0 - 1 if cfg.gap_unit == "native" else between.size
+            if f1 - f0 > 1 and cfg.max_gap > 0 and hole <= cfg.max_gap:
+                fill = np.arange(f0 + 1, f1, dtype=np.int64) if cfg.fill_native else between
                 w = ((fill - f0) / (f1 - f0))[:, None]
                 out_f.append(fill)
                 out_b.append((1.0 - w) * boxes[i - 1] + w * boxes[i])
@@ -215,4 +239,4 @@ class IoUTracker:
         )
 
 
-__all__ = ["IoUTracker", "IoUTrackerConfig"]
+__all__ = ["IoUTracker", "IoUTrackerConfig", "assign"]

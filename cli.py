@@ -540,7 +540,7 @@ def decompose(queries: tuple[str, ...], cache: Path | None, rules: bool) -> None
     "proposals_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="Track store for the rank accuracy (toy: the dataset's own object tracks).",
+    help="Track store for the rank accuracy, its files read as stored (toy: the dataset's own object tracks).",
 )
 @click.option("--consistency", is_flag=True, help="Also run reversed frames: temporal consistency (eq. 5).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None)
@@ -567,14 +567,16 @@ def pilot(
     from zsgrounding.apps.factory import load_stvg
     from zsgrounding.assets import resolve_model
     from zsgrounding.mllm import load_adapter
-    from zsgrounding.proposals.source import make_proposer
+    from zsgrounding.proposals.source import CachedProposer
+    from zsgrounding.proposals.store import TrackStore
     from zsgrounding.toy.proposer import ToyProposer
     from zsgrounding.zeroshot.pilot_run import run_pilot
 
     samples, toy_dir = load_stvg(dataset, gt_path, videos, vidor_dir, max_samples)
     proposer = None
     if proposals_dir is not None:
-        proposer = make_proposer(store_dir=proposals_dir)
+        # the pilot studies the tracks a store holds, whatever made them: read as stored
+        proposer = CachedProposer(TrackStore(proposals_dir), None)
     elif toy_dir is not None:
         proposer = ToyProposer(toy_dir)
     adapter = load_adapter(resolve_model(model), family=family, num_frames=num_frames)

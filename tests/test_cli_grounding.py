@@ -292,6 +292,25 @@ def test_pilot_prints_the_table(run_cli, toy_dir: Path, model_dir: Path, tmp_pat
     assert sum(hits) == pytest.approx(100.0, abs=0.2)
 
 
+def test_pilot_reads_a_track_store_as_stored(run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+    """A store holding the toy world's own tracks (made "by hand", not with the settings a
+    detector run would ask for) gives the same table as the toy default; before, the pilot asked
+    the store with an empty noun phrase, found it stale and had the detector refuse."""
+    from zsgrounding.datasets.toy import load_sidecar, sidecar_tracks
+    from zsgrounding.proposals.store import TrackStore
+
+    store = TrackStore(tmp_path / "store")
+    for name, video in load_sidecar(toy_dir)["videos"].items():
+        store.save(name, sidecar_tracks(video), {"made": "by hand"}, 48, 64, 48)
+    base = ["pilot", "--dataset", "toy", "--gt", str(toy_dir), "--model", str(model_dir), "--quiet"]
+    code, default, stderr = run_cli([*base, "--num-frames", "3"])
+    assert code == 0, stderr
+    code, stored, stderr = run_cli([*base, "--num-frames", "3", "--proposals", str(tmp_path / "store")])
+    assert code == 0, stderr
+    assert "(3 samples with proposals)" in stored
+    assert stored == default
+
+
 def test_bad_input_is_one_line_and_exit_2(run_cli, toy_dir: Path, model_dir: Path, tmp_path: Path) -> None:
     video = next((toy_dir / "videos").iterdir())
     code, _, stderr = run_cli(["ground", str(video), "  ", "--model", str(model_dir), "--out", str(tmp_path)])

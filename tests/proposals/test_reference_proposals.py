@@ -5,13 +5,16 @@ import pytest
 
 from zsgrounding.errors import DatasetError
 from zsgrounding.proposals.reference import (
+    DEFAULT_SETTINGS,
     VideoInfo,
     import_reference_dir,
     load_reference_proposals,
     reference_stem,
 )
 from zsgrounding.proposals.rle import encode
+from zsgrounding.proposals.source import CachedProposer, make_proposer
 from zsgrounding.proposals.store import TrackStore
+from zsgrounding.types import Clip
 
 FRAMES = [0, 10, 20]
 
@@ -160,7 +163,7 @@ def test_import_dir_into_store(tmp_path):
     assert import_reference_dir(src, store, settings={"v": 2}, masks=False) == 2
     other = json.loads(store.path("other").read_text())
     assert (other["num_frames"], other["width"], other["height"]) == (21, 8, 6)
-    assert store.load("other", {"v": 2})[0].masks is None
+    assert store.load("other", {**DEFAULT_SETTINGS, "v": 2})[0].masks is None
 
 
 def test_import_folders_layout(tmp_path):
@@ -179,3 +182,49 @@ def test_import_folders_layout(tmp_path):
         import_reference_dir(tmp_path / "src", store, layout="folders", overwrite=True)
     with pytest.raises(DatasetError, match="folder not found"):
         import_reference_dir(tmp_path / "missing", store)
+
+
+def _clip(frame_ids, num_frames=30, width=16, height=12):
+    ids = np.asarray(frame_ids, dtype=np.int64)
+    frames = np.zeros((ids.size, height, width, 3), dtype=np.uint8)
+    return Clip(frames, ids, ids / 10.0, 10.0, num_frames, width, height)
+
+
+def test_a_sparse_imported_file_gives_the_sampled_frames_the_nearest_stored_boxes(tmp_path):
+    """Every 10th frame stored (0, 10, 20); the grounder samples others: nearest within 5 frames."""
+    src = tmp_path / "proposals"
+    src.mkdir()
+    person, _ = _person()  # absent on frame 10
+    car, _ = _car()
+    _write(src / "v.json", [person, car])
+    store_dir = tmp_path / "store"
+    assert import_reference_dir(src, TrackStore(store_dir), videos={"v": VideoInfo("v.mp4", 30, 16, 12)}) == 1
+
+    # the proposer a run builds: its settings are not the import's, and it must not extract
+    proposer = make_proposer(store_dir=store_dir, detector="never/loaded")
+    proposer.extract = None
+    tracks = proposer(_clip([0, 4, 9, 14, 16, 24, 29]), "person", "v.mp4")
+    person_t, car_t = tracks
+    # person: frame 0 -> 0, 4 -> 0; 9 and 14 are nearest to 10 (absent); 16, 24 -> 20; 29 is 9 away
+    np.testing.assert_array_equal(person_t.frame_ids, [0, 4, 16, 24])
+    np.testing.assert_array_equal(person_t.boxes, [[4, 2, 10, 6]] * 2 + [[6, 4, 14, 10]] * 2)
+    assert person_t.masks.shape == (4, 12, 16)
+    np.testing.assert_array_equal(car_t.frame_ids, [0, 4, 9, 14, 16, 24])
+    # exactly stored frames are read as they are
+    exact = proposer(_clip([0, 20]), "person", "v.mp4")
+    np.testing.assert_array_equal(exact[0].frame_ids, [0, 20])
+
+
+def test_a_store_read_as_stored_ignores_settings_and_a_missing_file_is_one_error(tmp_path):
+    store = TrackStore(tmp_path / "store")
+    src = tmp_path / "proposals"
+    src.mkdir()
+    person, _ = _person()
+    _write(src / "v.json", [person])
+    import_reference_dir(
+        src, store, videos={"v": VideoInfo("v.mp4", 30, 16, 12)}, settings={"source": "mine"}
+    )
+    as_stored = CachedProposer(store, None)
+    assert [t.label for t in as_stored(_clip([1, 21]), "", "v.mp4")] == ["person"]
+    with pytest.raises(DatasetError, match=r"no stored tracks for 'w\.mp4' \("):
+        as_stored(_clip([1, 21]), "", "w.mp4")

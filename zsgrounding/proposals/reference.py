@@ -269,14 +269,16 @@ def import_reference_dir(
             listed are imported, under ``info.key`` at ``info.width`` x ``info.height``. Without it
             every file is imported under its reference name, at the image size of its first track,
             with ``num_frames`` one past the last sample frame (the files do not say more).
-        settings: stored with the tracks (default :data:`DEFAULT_SETTINGS`).
+        settings: stored with the tracks, over :data:`DEFAULT_SETTINGS` (whose ``"source"`` key
+            marks the files as imported, see :mod:`zsgrounding.proposals.source`).
         masks: import the masks.
         overwrite: rewrite videos the store already holds with the same settings.
     """
     root = Path(src_dir)
     if not root.is_dir():
         raise DatasetError(f"{root}: reference proposal folder not found")
-    settings = dict(DEFAULT_SETTINGS if settings is None else settings)
+    # the "source" key marks the files as imported: used as they are, never re-extracted
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
     if layout == "files":
         sources = {p.stem: p for p in sorted(root.glob("*.json"))}
     elif layout == "folders":

@@ -5,6 +5,12 @@ gives tracks from a :class:`TrackStore` file when it holds tracks made with the 
 (noun phrase and sampled frames included), else extracts them with Grounding DINO + SAM2 / the
 IoU tracker and saves them, so a second run never extracts again. (The toy world's oracle
 proposer is :class:`zsgrounding.toy.proposer.ToyProposer`.)
+
+Two kinds of stored file are used whatever the settings asked for, on the nearest stored frames
+(:func:`~zsgrounding.proposals.align.align_tracks`): *imported* files (their settings carry a
+``"source"``, as :func:`~zsgrounding.proposals.reference.import_reference_dir` writes), which
+hold tracks made elsewhere and are never re-extracted; and every file of a store read *as stored*
+(``CachedProposer(store, None, settings=None)``, e.g. ``stvg pilot --proposals``).
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from zsgrounding.errors import DatasetError
-from zsgrounding.proposals.store import TrackStore
+from zsgrounding.proposals.align import align_tracks
+from zsgrounding.proposals.store import TrackStore, warn_stale
 from zsgrounding.types import Clip, Track
 
-__all__ = ["CachedProposer", "make_proposer"]
+__all__ = ["IMPORTED", "CachedProposer", "make_proposer"]
+
+# The settings key that marks a file of tracks made elsewhere (see the module docstring).
+IMPORTED = "source"
 
 Extract = Callable[[Clip, str], list[Track]]
 
@@ -31,7 +41,8 @@ class CachedProposer:
         extract: ``(clip, noun_phrase) -> tracks``, e.g. a :class:`~zsgrounding.proposals.extract.Proposer`;
             ``None`` means store only (a missing file is an error).
         settings: what the tracks depend on besides the clip and noun phrase (model ids,
-            thresholds); stored with the tracks, a mismatch re-extracts.
+            thresholds); stored with the tracks, a mismatch re-extracts. ``None`` with no
+            ``extract``: every stored file is used as it is (aligned to the sampled frames).
     """
 
     def __init__(
@@ -41,21 +52,35 @@ class CachedProposer:
             raise ValueError("a proposer needs a track store, an extractor, or both")
         self.store = store
         self.extract = extract
+        self.as_stored = settings is None and extract is None
         self.settings = dict(settings or {})
 
     def _settings(self, clip: Clip, noun_phrase: str) -> dict[str, Any]:
         return {**self.settings, "noun_phrase": noun_phrase, "frames": [int(f) for f in clip.frame_ids]}
 
+    def _stored(self, clip: Clip, video_key: str, settings: dict[str, Any]) -> list[Track] | None:
+        assert self.store is not None
+        stored = self.store.read(video_key)
+        if stored is None:
+            return None
+        if self.as_stored or IMPORTED in stored.settings:
+            return align_tracks(stored.tracks, clip.frame_ids)
+        if stored.made_with(settings):
+            return stored.tracks
+        warn_stale(stored, settings)
+        return None
+
     def __call__(self, clip: Clip, noun_phrase: str, key: str | None = None) -> list[Track]:
         video_key = key if key is not None else (clip.path.name if clip.path is not None else None)
         settings = self._settings(clip, noun_phrase)
         if self.store is not None and video_key is not None:
-            tracks = self.store.load(video_key, settings)
+            tracks = self._stored(clip, video_key, settings)
             if tracks is not None:
                 return tracks
         if self.extract is None:
             where = self.store.path(video_key) if (self.store and video_key) else "the track store"
-            raise DatasetError(f"no stored tracks for {video_key!r} with these settings ({where})")
+            what = "" if self.as_stored else " with these settings"
+            raise DatasetError(f"no stored tracks for {video_key!r}{what} ({where})")
         tracks = self.extract(clip, noun_phrase)
         if self.store is not None and video_key is not None:
             self.store.save(video_key, tracks, settings, clip.num_frames, clip.width, clip.height)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from hashlib import sha1
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,37 @@ def _track_json(track: Track) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class StoredTracks:
+    """One track file's content.
+
+    Attributes:
+        tracks: its tracks.
+        settings: what made them (canonical JSON).
+        path: the file.
+    """
+
+    tracks: list[Track]
+    settings: dict[str, Any]
+    path: Path
+
+    def made_with(self, settings: Mapping[str, Any]) -> bool:
+        """Whether the tracks were made with exactly ``settings``."""
+        return self.settings == _canonical(settings)
+
+
+def warn_stale(stored: StoredTracks, wanted: Mapping[str, Any]) -> None:
+    """One :class:`StaleTracksWarning` naming the file and the settings that differ."""
+    # Never dropped in silence: say which settings made it stale.
+    differ = _differing(stored.settings, _canonical(wanted))
+    warnings.warn(
+        f"{stored.path}: stored tracks were made with other settings ({'; '.join(differ[:3])}"
+        f"{f'; and {len(differ) - 3} more' if len(differ) > 3 else ''}); not used",
+        StaleTracksWarning,
+        stacklevel=3,
+    )
+
+
 class TrackStore:
     """Track files under ``root``: ``root/<file_stem(video_key)>.json``."""
 
@@ -94,8 +126,8 @@ class TrackStore:
         """The file of ``video_key`` (it may not exist)."""
         return self.root / f"{file_stem(video_key)}.json"
 
-    def load(self, video_key: str, settings: Mapping[str, Any] | None = None) -> list[Track] | None:
-        """The stored tracks, or ``None`` when there is no file or ``settings`` differ (stale).
+    def read(self, video_key: str) -> StoredTracks | None:
+        """The stored tracks with the settings that made them, or ``None`` when there is no file.
 
         Raises:
             DatasetError: the file is unreadable, not a track file, of another video or malformed.
@@ -117,22 +149,27 @@ class TrackStore:
             raise DatasetError(f"{path}: {FORMAT} version {data.get('version')!r}, expected {VERSION}")
         if data.get("video") != video_key:
             raise DatasetError(f"{path}: holds tracks of video {data.get('video')!r}, not {video_key!r}")
-        if settings is not None and _canonical(data.get("settings")) != _canonical(settings):
-            # Never dropped in silence: say which settings made it stale.
-            differ = _differing(_canonical(data.get("settings")), _canonical(settings))
-            warnings.warn(
-                f"{path}: stored tracks were made with other settings ({'; '.join(differ[:3])}"
-                f"{f'; and {len(differ) - 3} more' if len(differ) > 3 else ''}); not used",
-                StaleTracksWarning,
-                stacklevel=2,
-            )
-            return None
         try:
             height, width = int(data["height"]), int(data["width"])
-            return [self._track(entry, height, width) for entry in data["tracks"]]
+            tracks = [self._track(entry, height, width) for entry in data["tracks"]]
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
             raise DatasetError(f"{path}: malformed track file ({detail})") from exc
+        return StoredTracks(tracks, _canonical(data.get("settings")), path)
+
+    def load(self, video_key: str, settings: Mapping[str, Any] | None = None) -> list[Track] | None:
+        """The stored tracks, or ``None`` when there is no file or ``settings`` differ (stale).
+
+        Raises:
+            DatasetError: as :meth:`read`.
+        """
+        stored = self.read(video_key)
+        if stored is None:
+            return None
+        if settings is not None and not stored.made_with(settings):
+            warn_stale(stored, settings)
+            return None
+        return stored.tracks
 
     @staticmethod
     def _track(entry: Mapping[str, Any], height: int, width: int) -> Track:
@@ -194,4 +231,4 @@ class TrackStore:
         return write_text_atomic(path, text + "\n")
 
 
-__all__ = ["FORMAT", "VERSION", "StaleTracksWarning", "TrackStore", "file_stem"]
+__all__ = ["FORMAT", "VERSION", "StaleTracksWarning", "StoredTracks", "TrackStore", "file_stem", "warn_stale"]

@@ -28,6 +28,7 @@ from zsgrounding.proposals.source import CachedProposer, make_proposer
 from zsgrounding.proposals.store import TrackStore
 from zsgrounding.toy.world import ToyWorldConfig, make_dataset
 from zsgrounding.types import Sample, Track, Tube
+from zsgrounding.video import fps_ids, probe
 from zsgrounding.zeroshot.decompose import Decomposer, RuleDecomposer, noun_phrase
 from zsgrounding.zeroshot.lra import LRAConfig
 from zsgrounding.zeroshot.pipeline import ZeroShotConfig, ZeroShotGrounder
@@ -123,9 +124,18 @@ def test_sam2_proposals_are_grounded_stored_and_reused(
     assert tracks and result.extras["num_tracks"] == len(tracks)
     assert result.track_scores.shape == (len(tracks),)
     assert "reason" not in result.extras
-    for track in tracks:  # SAM2: masks at native size, on sampled frames only
+    # SAM2 tracks on 5 frames per second plus the sampled frames, masks at native size
+    video = probe(sample.video)
+    tracking = set(fps_ids(video.num_frames, video.fps, 5.0).tolist()) | set(
+        result.sampled_frame_ids.tolist()
+    )
+    assert stored["settings"]["track_fps"] == 5.0
+    for track in tracks:
         assert track.masks is not None and track.masks.shape == (len(track.frame_ids), TOY.height, TOY.width)
-        assert set(track.frame_ids.tolist()) <= set(result.sampled_frame_ids.tolist())
+        assert set(track.frame_ids.tolist()) <= tracking
+    assert (
+        len(set().union(*(t.frame_ids.tolist() for t in tracks)) - set(result.sampled_frame_ids.tolist())) > 0
+    )
     assert result.chosen_track == int(np.argmax(result.track_scores))
     assert_follows(result.tube, tracks[result.chosen_track], TOY.width, TOY.height)
 

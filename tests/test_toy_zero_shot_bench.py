@@ -35,7 +35,16 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str
     model = save_tiny_llava(tmp_path_factory.mktemp("llava"))
     out = tmp_path_factory.mktemp("toy_zs")
     # Run as a user runs it; the script writes what its run returns to toy_zero_shot.json.
-    argv = ["--quick", "--tune", "--model", str(model), "--out", str(out), "--no-progress"]
+    argv = [
+        "--quick",
+        "--tune",
+        "--detector-tracks",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     done = subprocess.run(
         [sys.executable, "benchmarks/toy_zero_shot.py", *argv],
         cwd=ROOT,
@@ -67,6 +76,24 @@ def test_outputs_and_every_row(bench_run: tuple[Path, dict, str]) -> None:
     chosen = result["tuning"]["chosen"]
     assert result["settings"]["lra_steps"] == chosen["lra_steps"]
     assert len(result["tuning"]["layer_window"]) == 3 and len(result["tuning"]["lra"]) == 5
+
+
+def test_rows_on_toy_detector_tracks(bench_run: tuple[Path, dict, str]) -> None:
+    out, result, markdown = bench_run
+    rows = result["detector_tracks"]["rows"]
+    assert list(rows) == [
+        "full method, toy-detector tracks",
+        "random track, toy-detector tracks",
+        "oracle track, toy-detector tracks",
+    ]
+    assert "## Held-out split: tracks from the toy detector" in markdown
+    assert rows["oracle track, toy-detector tracks"]["track_acc"] == 100.0
+    # the toy detector's boxes on flat-colour toy shapes are the world's own, pixel for pixel: the
+    # ceiling on its tracks is the ceiling on the world's tracks
+    assert result["detector_tracks"]["reach"]["closest >= 0.5"] == 100.0
+    oracle = rows["oracle track, toy-detector tracks"]["metrics"]["m_vIoU"]
+    assert oracle == pytest.approx(result["rows"]["oracle track"]["metrics"]["m_vIoU"], abs=0.5)
+    assert len(list((out / "tracks" / "held-out").glob("*.json"))) == 8
 
 
 def test_diagnostics_are_percentages(bench_run: tuple[Path, dict, str]) -> None:

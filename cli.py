@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from zsgrounding.apps.cli_options import (
 from zsgrounding.apps.cli_spacevllm import convert_, synth, train
 from zsgrounding.apps.cli_toy import toy
 from zsgrounding.errors import STVGError
+from zsgrounding.mllm.hub import progress_bars
 from zsgrounding.zeroshot.presets import DATASET_PRESETS
 
 
@@ -205,10 +204,9 @@ def ground(
 
     With --batch FILE instead, every pair of the file is grounded into OUT like `stvg eval` (one
     result line per pair, predictions.json, resumable, no ground truth)."""
-    from zsgrounding.proposals.trackfile import file_digest
-    from zsgrounding.runner import RunConfig, grounder_settings, result_record
+    from zsgrounding.apps.clip import clip_summary, ground_clip
+    from zsgrounding.runner import RunConfig
     from zsgrounding.video import probe
-    from zsgrounding.viz import render_result
 
     if batch is not None:
         if video is not None or query is not None:
@@ -228,28 +226,9 @@ def ground(
     grounder = _grounder(
         {**opts, "default_preset": "reference-hcstvg-v2", "track_files": track_files}, out, toy_dir
     )
-    result = grounder.ground(video, query)
-    out.mkdir(parents=True, exist_ok=True)
-    record = result_record(video.name, result, result.extras.get("timings", {}).get("total", 0.0))
-    settings = grounder_settings(grounder)
-    if settings is not None:
-        record["settings"] = settings
-    if tracks_file is not None:
-        record["tracks"] = {"file": str(tracks_file), "sha256": file_digest(tracks_file)}
-    result_path = out / f"{video.stem}_result.json"
-    result_path.write_text(json.dumps(record, indent=1) + "\n")
-    paths = {"result": result_path}
-    paths.update(render_result(out, video, result, query, format=fmt))
-    tube = result.tube
-    if len(tube) == 0:
-        click.echo(f"no tube: {result.extras.get('reason', 'nothing grounded')}")
-    else:
-        click.echo(f"tube: frames [{tube.start}, {tube.end}) of {video.name}, {len(tube.frame_ids)} boxes")
-    subs = result.extras.get("sub_queries", {})
-    if subs:
-        click.echo(
-            f"attribute: {subs.get('attribute')!r}  action: {subs.get('action')!r}  ({subs.get('source')})"
-        )
+    result, paths = ground_clip(grounder, video, query, out, fmt, tracks_file)
+    for line in clip_summary(result, video.name):
+        click.echo(line)
     for name, path in paths.items():
         click.echo(f"{name + ':':14s}{path}")
 
@@ -694,28 +673,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"stvg: warning: {_redact(str(message))}", err=True)
 
 
-@contextmanager
-def _hf_bars(enabled: bool) -> Iterator[None]:
-    """transformers' own progress bars (loading weights, ...) off for a quiet command, restored after."""
-    if enabled:
-        yield
-        return
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     quiet = "--quiet" in (sys.argv[1:] if argv is None else argv)
     try:
-        with warnings.catch_warnings(), _hf_bars(enabled=not quiet):
+        with warnings.catch_warnings(), progress_bars(enabled=not quiet):
             # A warning is one line for the user (e.g. "no LLM endpoint, using offline rules"),
             # not a source excerpt; the previous handler is restored on the way out.
             warnings.showwarning = _show_warning

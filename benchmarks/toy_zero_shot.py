@@ -92,7 +92,7 @@ from zsgrounding.zeroshot.pilot_run import run_pilot
 from zsgrounding.zeroshot.pipeline import QuestionMaps, ZeroShotConfig, ZeroShotGrounder, interrogative
 from zsgrounding.zeroshot.presets import PRESETS
 
-# Seed 003 samples 20 frames. Measured here (2 cores shared with other jobs, one torch thread):
+# The zero-shot paper ("Unleashing the Potential of Multimodal LLMs for Zero-Shot STVG") samples 20 frames. Measured here (2 cores shared with other jobs, one torch thread):
 # the full method costs 1.9-2.3 s per video at 20 frames and about 1.05 s at 12; the default
 # `--tune` run took 14 min at 12 frames, so 20 frames would take about 25-29 min, over the
 # 25-minute budget. The toy MLLM was trained on clips of 2-8 frames, so 12 is nearer its regime.
@@ -100,7 +100,7 @@ DEFAULT_FRAMES = 12
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
 ROW_COLUMNS = (*METRICS, "track acc", "chance", "s/video")
 
-# Seed 003's Table 2 as config changes, in table order.
+# The zero-shot paper's Table 2 as config changes, in table order.
 TABLE2: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "mean of special tokens",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -78,3 +80,20 @@ def require_checkpoint(path_or_id: str | Path, what: str, offline: str = "", **h
         f"it where there is a network (`hf download {name}`) and copy the cache, or give a local "
         f"folder{alternative}"
     )
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own progress bars (loading weights, ...) off unless ``enabled``, restored after."""
+    if enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()

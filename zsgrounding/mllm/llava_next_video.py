@@ -12,7 +12,7 @@ then through the projector. The frames are concatenated in order with no newline
 frame-major, row-major inside a frame, and all of them form the visual grid.
 
 Real checkpoints (``llava-hf/LLaVA-NeXT-Video-7B-hf``): CLIP ViT-L/14 at 336 px -> 24 x 24
-patches, stride 2 -> 12 x 12 = 144 tokens per frame. Seed 003's reference code ran it with
+patches, stride 2 -> 12 x 12 = 144 tokens per frame. The zero-shot paper's released code ran it with
 6 x 6 tokens per frame, i.e. stride 4: pass ``spatial_pool_stride=4``.
 
 The pooling stride override. transformers builds the pooling module once, from the config, when

@@ -120,7 +120,7 @@ def attention_ratio(
     height: int,
     region: Region = "majority",
 ) -> float:
-    """Seed-003 eq. 1: max attention inside the GT box over max attention outside it.
+    """The zero-shot paper's eq. 1: max attention inside the GT box over max attention outside it.
 
     Args:
         attn_map: ``(h, w)`` non-negative map of one token on the visual grid (attention, or
@@ -316,7 +316,7 @@ def temporal_consistency(
     method: ConsistencyMethod = "cosine",
     flip: bool = False,
 ) -> float:
-    """Seed-003 eq. 5: how well the spatial maps of both frame orders agree, higher is better.
+    """The zero-shot paper's eq. 5: how well the spatial maps of both frame orders agree, higher is better.
 
     The seed's text keeps only the definition in words ("the spatial attention maps before and
     after reversing the order of input frames"), not the formula, so two bounded, scale-free

@@ -93,8 +93,13 @@ class _Session:
     def __init__(self, clip: _BoundSam2, order: np.ndarray) -> None:
         self.clip = clip
         model = clip.owner.model
+        order = np.asarray(order, dtype=np.int64)
+        if order.size and np.array_equal(order, np.arange(order[0], order[0] + order.size)):
+            video = clip.pixels[int(order[0]) : int(order[0]) + order.size]  # a view: no copy of the frames
+        else:
+            video = clip.pixels[torch.as_tensor(order)]
         self.session = Sam2VideoInferenceSession(
-            video=clip.pixels[torch.as_tensor(np.asarray(order, dtype=np.int64))],
+            video=video,
             video_height=clip.size[0],
             video_width=clip.size[1],
             inference_device=model.device,

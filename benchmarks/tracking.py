@@ -18,7 +18,7 @@ its ceiling for that object).
    SAM2 loop before / after with a scripted segmenter that follows the toy world's true boxes
    (a perfect SAM2 stand-in), fed by the toy detector's real detections.
 
-Run: ``python benchmarks/tracking.py --out runs/tracking`` (about a minute; ``--clips`` and
+Run: ``python benchmarks/tracking.py --out runs/tracking`` (about 15 s; ``--clips`` and
 ``--num-frames`` change the toy part). Writes ``tracking.md`` and ``tracking.json`` there.
 Needs the ``bench`` extra (``pip install -e ".[bench]"``) for TrackEval.
 """

@@ -199,7 +199,8 @@ class SpaceVLLMCollator:
         adapter: the query adapter (tokenizer, layout, preprocessing); holds no model.
         num_frames: frames :func:`load_clip` samples for bare records (``None``: pairs only).
         decimals: decimals of the seconds in instructions and answers.
-        templates: task -> instruction template (default :data:`spacevllm.prompt.TASK_INSTRUCTIONS`).
+        templates: task -> instruction template (default: those of ``time_style``).
+        time_style: the time instruction, a key of :data:`spacevllm.prompt.TIME_STYLES`.
         with_answers: append the answer (training); ``False`` for inference prompts.
         pad_id: the padding id; ``None``: the tokenizer's pad id, else its stop id.
         skip_unreadable: a record whose video or image cannot be read is replaced by another
@@ -213,6 +214,7 @@ class SpaceVLLMCollator:
         num_frames: int | None = None,
         decimals: int = 2,
         templates: dict[str, str] | None = None,
+        time_style: str = "llava-video",
         with_answers: bool = True,
         pad_id: int | None = None,
         skip_unreadable: bool = False,
@@ -222,6 +224,7 @@ class SpaceVLLMCollator:
         self.num_frames = num_frames
         self.decimals = int(decimals)
         self.templates = templates
+        self.time_style = time_style
         self.with_answers = with_answers
         tokenizer_pad = getattr(getattr(adapter, "tokenizer", None), "pad_token_id", None)
         fallback = tokenizer_pad if tokenizer_pad is not None else getattr(adapter, "stop_id", 0)
@@ -238,7 +241,9 @@ class SpaceVLLMCollator:
         if image and frame_ids.size != 1:
             raise ValueError(f"{record.id}: a rec item has one frame, its clip has {frame_ids.size}")
         duration = self._duration(record, clip)
-        instruction = build_instruction(task, record.query, duration, times, self.decimals, self.templates)
+        instruction = build_instruction(
+            task, record.query, duration, times, self.decimals, self.templates, self.time_style
+        )
 
         answer = None
         inside = np.ones(frame_ids.size, dtype=bool)

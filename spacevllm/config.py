@@ -75,6 +75,10 @@ class SpaceVLLMConfig:
         l1_weight, giou_weight: weights inside the space loss (paper: not given; DETR's 5, 2).
         time_decimals: decimals of the seconds in the time instruction and the answers (the
             paper's example writes ``0.28s``: 2).
+        time_instruction: ``"llava-video"``: LLaVA-Video's own time instruction, verbatim (the
+            sentence the base was trained with, which the paper quotes), then the question;
+            ``"toolkit-v1"``: this toolkit's earlier paraphrase. A checkpoint config saved before
+            this field existed loads as ``"toolkit-v1"``, the instruction it was trained with.
         max_new_tokens: budget of the greedy answer at inference.
         stop_token: token that ends an answer (trained as its last label); ``None``: the
             tokenizer's EOS (``<|im_end|>`` for Qwen2-based checkpoints).
@@ -102,6 +106,7 @@ class SpaceVLLMConfig:
     l1_weight: float = 5.0
     giou_weight: float = 2.0
     time_decimals: int = 2
+    time_instruction: Literal["llava-video", "toolkit-v1"] = "llava-video"
     max_new_tokens: int = 32
     stop_token: str | None = None
     freeze_vision_tower: bool = True
@@ -130,6 +135,10 @@ class SpaceVLLMConfig:
             problems.append(f"head_hidden must be positive, got {self.head_hidden}")
         if self.time_decimals < 0:
             problems.append(f"time_decimals must be >= 0, got {self.time_decimals}")
+        if self.time_instruction not in ("llava-video", "toolkit-v1"):
+            problems.append(
+                f"time_instruction must be 'llava-video' or 'toolkit-v1', got {self.time_instruction!r}"
+            )
         weights = ("time_loss_weight", "space_loss_weight", "l1_weight", "giou_weight")
         problems += [f"{name} must be >= 0" for name in weights if getattr(self, name) < 0]
         if problems:
@@ -170,4 +179,8 @@ class SpaceVLLMConfig:
         """Read ``directory/spacevllm_config.json`` (or that file itself)."""
         path = Path(directory)
         path = path / CONFIG_NAME if path.is_dir() else path
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            # saved before the field existed: trained with the earlier paraphrase
+            data.setdefault("time_instruction", "toolkit-v1")
+        return cls.from_dict(data)

@@ -178,6 +178,7 @@ class SpaceVLLM(nn.Module):
             self.adapter,
             num_frames=self.config.num_frames,
             decimals=self.config.time_decimals,
+            time_style=self.config.time_instruction,
             with_answers=with_answers,
             skip_unreadable=skip_unreadable,
         )

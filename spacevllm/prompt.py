@@ -2,6 +2,11 @@
 
 Time instruction (*SpaceVLLM*, arXiv 2503.13983, sec. 3.1.2): the prompt states the video's length and the time of
 every sampled frame, so the language model can answer in seconds that refer to frames it saw.
+The paper quotes LLaVA-Video's own time instruction, the sentence a LLaVA-Video base was trained
+with; :data:`LLAVA_VIDEO_TIME_INSTRUCTION` reproduces it character for character (time style
+``"llava-video"``, the default). ``"toolkit-v1"`` is the paraphrase this toolkit used before;
+checkpoints saved with it keep it (see :attr:`SpaceVLLMConfig.time_instruction
+<spacevllm.config.SpaceVLLMConfig.time_instruction>`).
 The GT boundaries are snapped to sampled frame times (:func:`snap_span`): the answer names the
 first and the last sampled frame inside the span, so a perfect answer is always expressible.
 
@@ -17,17 +22,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The time instruction (our wording of the paper's): {duration} and {times} use the configured
-# decimals, {times} lists every sampled frame as "0.00s, 0.28s, ...".
-TIME_INSTRUCTION = (
+# LLaVA-Video's time instruction, verbatim from the LLaVA-NeXT training code (its
+# `add_time_instruction` branch; also its inference examples): the duration and every frame time
+# with 2 decimals, the times joined by "," with an "s" each, and no space before "Please". The
+# human turn is then "<video>\n{time instruction}\n{question}".
+LLAVA_VIDEO_TIME_INSTRUCTION = (
+    "The video lasts for {duration} seconds, and {num_frames} frames are uniformly sampled from it. "
+    "These frames are located at {times}.Please answer the following questions related to this video."
+)
+# The grounding question after it (ours: the paper does not give its wording).
+TIME_QUESTION = (
+    'During which time does the event in the sentence "{sentence}" happen? '
+    "Answer with its start and end in seconds."
+)
+# The time instruction this toolkit used before (time style "toolkit-v1"), our paraphrase.
+TOOLKIT_V1_TIME_INSTRUCTION = (
     "This video is {duration} seconds long, and {num_frames} frames were taken from it at equal "
     'intervals, at {times}. During which time does the event in the sentence "{sentence}" happen? '
     "Answer with its start and end in seconds."
 )
+TIME_INSTRUCTION = LLAVA_VIDEO_TIME_INSTRUCTION + "\n" + TIME_QUESTION
 # Referring expression comprehension: an image is a one-frame video followed by the image query;
 # the box comes from the decoder, so the instruction asks for nothing in text.
 IMAGE_INSTRUCTION = 'Locate the object that the sentence "{sentence}" describes in this image.'
-TASK_INSTRUCTIONS = {"stvg": TIME_INSTRUCTION, "vtg": TIME_INSTRUCTION, "rec": IMAGE_INSTRUCTION}
+# time style -> (task -> template, separator of the frame times)
+TIME_STYLES: dict[str, tuple[dict[str, str], str]] = {
+    "llava-video": ({"stvg": TIME_INSTRUCTION, "vtg": TIME_INSTRUCTION, "rec": IMAGE_INSTRUCTION}, ","),
+    "toolkit-v1": (
+        {"stvg": TOOLKIT_V1_TIME_INSTRUCTION, "vtg": TOOLKIT_V1_TIME_INSTRUCTION, "rec": IMAGE_INSTRUCTION},
+        ", ",
+    ),
+}
+TASK_INSTRUCTIONS = TIME_STYLES["llava-video"][0]
 VIDEO_TASKS = ("stvg", "vtg")
 
 ANSWER_TEMPLATE = "From {start} to {end} seconds."
@@ -67,6 +93,7 @@ def build_instruction(
     times: Sequence[float] | np.ndarray = (),
     decimals: int = 2,
     templates: dict[str, str] | None = None,
+    time_style: str = "llava-video",
 ) -> Instruction:
     """The instruction of ``task`` (``"stvg"``, ``"vtg"`` or ``"rec"``) for ``sentence``.
 
@@ -75,9 +102,14 @@ def build_instruction(
         times: ``(T,)`` seconds of the sampled frames (video tasks).
         decimals: decimals of the seconds.
         templates: task -> template with ``{sentence}`` (and for video tasks ``{duration}``,
-            ``{num_frames}``, ``{times}``); default :data:`TASK_INSTRUCTIONS`.
+            ``{num_frames}``, ``{times}``); default: the ``time_style``'s.
+        time_style: a key of :data:`TIME_STYLES`: ``"llava-video"`` (LLaVA-Video's exact time
+            instruction, then the question) or ``"toolkit-v1"`` (the earlier paraphrase).
     """
-    table = TASK_INSTRUCTIONS if templates is None else templates
+    if time_style not in TIME_STYLES:
+        raise ValueError(f"unknown time style {time_style!r}: expected one of {sorted(TIME_STYLES)}")
+    styled, separator = TIME_STYLES[time_style]
+    table = styled if templates is None else templates
     if task not in table:
         raise ValueError(f"unknown task {task!r}: expected one of {sorted(table)}")
     sentence = sentence.strip()
@@ -87,7 +119,7 @@ def build_instruction(
     fields = {
         "duration": format_seconds(duration, decimals),
         "num_frames": len(times),
-        "times": ", ".join(f"{format_seconds(t, decimals)}s" for t in times),
+        "times": separator.join(f"{format_seconds(t, decimals)}s" for t in times),
     }
     # The text before {sentence} does not depend on the sentence: format it once with an empty
     # sentence cut at a marker to learn where the caption starts.

@@ -101,8 +101,8 @@ def add_query_tokens(
 
     Idempotent: tokens already in the tokenizer (a fine-tuned checkpoint) keep their ids and
     trained rows. New tokens are special (never split, skipped when decoding); their input (and
-    untied output) embedding rows start at the mean of the rows of the tokenizer's previous
-    vocabulary, a deterministic start. The table grows only if an id falls outside it (Qwen2
+    untied output) embedding rows start near the mean of the rows of the tokenizer's previous
+    vocabulary, each a little apart from the others (deterministically). The table grows only if an id falls outside it (Qwen2
     checkpoints have spare rows beyond the tokenizer, which are used as they are).
     """
     strings = [*config.query_token_strings(), config.image_query_token]
@@ -154,6 +154,9 @@ def add_answer_tokens(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> t
     return tuple(int(added[p]) for p in pieces if p in added and p not in special)
 
 
+INIT_NOISE = 1e-5**0.5  # standard deviations of an added row's start around the vocabulary mean
+
+
 @torch.no_grad()
 def _init_rows(model: nn.Module, rows: Sequence[int], previous: int) -> None:
     inputs = model.get_input_embeddings()
@@ -166,8 +169,17 @@ def _init_rows(model: nn.Module, rows: Sequence[int], previous: int) -> None:
     if outputs is not None and outputs.weight.data_ptr() != inputs.weight.data_ptr():
         tables.append(outputs.weight)
     for table in tables:
-        mean = table[:previous].float().mean(0).to(table.dtype)
-        table[index] = mean.expand(len(rows), -1)
+        old = table[:previous].float()
+        mean, std = old.mean(0), old.std(0)
+        # Distinct starts: rows that start equal get equal logits and equal gradients, and added
+        # answer tokens would learn slowly or, with a frozen LM head, never apart. Each row is
+        # mean + N(0, 1e-5 var) per dimension, transformers' mean-resizing scale with a diagonal
+        # covariance, drawn from a generator seeded by the row id (deterministic, order-free).
+        noise = torch.stack(
+            [torch.randn(old.shape[1], generator=torch.Generator().manual_seed(int(r))) for r in rows]
+        )
+        start = mean + noise * std * INIT_NOISE
+        table[index] = start.to(device=table.device, dtype=table.dtype)
 
 
 # --------------------------------------------------------------------------- prompts

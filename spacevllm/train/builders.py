@@ -105,9 +105,12 @@ class TrainedParts:
     Attributes:
         decoder: the decoder's parameters (the new-parts learning rate).
         embedding: the input embedding table (trained wholly, or only its query rows).
-        rows_only: only the query-token rows of ``embedding`` may change (LoRA mode).
-        query_rows: ids of the query tokens.
+        rows_only: only the added rows of ``embedding`` (and ``output``) may change (LoRA mode).
+        query_rows: ids of the added rows: the query tokens and any added answer tokens.
         counts: trained parameter counts by part.
+        output: the LM head's table when it is not ``embedding`` (untied): an added answer
+            token's output row must train too, or its logit stays tied to the other added
+            tokens' and the answer can never be spelled; ``None`` when tied.
     """
 
     decoder: list[nn.Parameter]
@@ -115,6 +118,12 @@ class TrainedParts:
     rows_only: bool
     query_rows: list[int]
     counts: dict[str, int]
+    output: nn.Parameter | None = None
+
+    @property
+    def row_tables(self) -> list[nn.Parameter]:
+        """The tables whose added rows get the new-parts learning rate."""
+        return [self.embedding] if self.output is None else [self.embedding, self.output]
 
 
 def select_trainable(model: SpaceVLLM, config: TrainConfig) -> TrainedParts:
@@ -139,19 +148,25 @@ def select_trainable(model: SpaceVLLM, config: TrainConfig) -> TrainedParts:
     model.decoder.requires_grad_(True)
     embedding = base.get_input_embeddings().weight
     embedding.requires_grad_(True)
+    head = base.get_output_embeddings()
+    output = head.weight if head is not None and head.weight is not embedding else None
     rows = sorted(set(model.adapter.query_tokens.new_rows))
     if lora:
-        # Only the query rows may change: the rest of the table gets a zero gradient, and with
+        # Only the added rows may change: the rest of each table gets a zero gradient, and with
         # no weight decay AdamW leaves a parameter with zero gradients exactly where it is.
-        keep = torch.zeros(embedding.shape[0], 1, dtype=embedding.dtype, device=embedding.device)
-        keep[rows] = 1
-        embedding.register_hook(lambda grad: grad * keep.to(grad.dtype))
-    counts = _trainable_counts(model, embedding, rows, lora)
-    return TrainedParts(list(model.decoder.parameters()), embedding, lora, rows, counts)
+        for table in (embedding, output):
+            if table is None:
+                continue
+            table.requires_grad_(True)
+            keep = torch.zeros(table.shape[0], 1, dtype=table.dtype, device=table.device)
+            keep[rows] = 1
+            table.register_hook(lambda grad, keep=keep: grad * keep.to(grad.dtype))
+    counts = _trainable_counts(model, embedding, rows, lora, output)
+    return TrainedParts(list(model.decoder.parameters()), embedding, lora, rows, counts, output)
 
 
 def _trainable_counts(
-    model: SpaceVLLM, embedding: nn.Parameter, rows: list[int], lora: bool
+    model: SpaceVLLM, embedding: nn.Parameter, rows: list[int], lora: bool, output: nn.Parameter | None
 ) -> dict[str, int]:
     """Trained parameter counts by part; the embedding table counts as its query rows with LoRA."""
     base = model.base
@@ -163,7 +178,7 @@ def _trainable_counts(
         "lm_head": base.lm_head,
         "decoder": model.decoder,
     }
-    seen: set[int] = {id(embedding)}
+    seen: set[int] = {id(embedding)} | ({id(output)} if lora and output is not None else set())
     for part, module in named.items():
         for name, param in module.named_parameters():
             if id(param) in seen or not param.requires_grad:
@@ -175,7 +190,8 @@ def _trainable_counts(
     if newline is not None and newline.requires_grad:
         counts["projector"] = counts.get("projector", 0) + newline.numel()
     if lora:
-        counts["query_token_rows"] = len(rows) * embedding.shape[1]
+        tables = 1 if output is None else 2
+        counts["query_token_rows"] = tables * len(rows) * embedding.shape[1]
     else:
         counts["embeddings"] = embedding.numel()
     counts["total"] = sum(counts.values())
@@ -201,7 +217,8 @@ def make_optimizer(model: SpaceVLLM, parts: TrainedParts, config: TrainConfig) -
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        decay = param.ndim >= 2 and param is not parts.embedding
+        masked = param is parts.embedding or (parts.rows_only and param is parts.output)
+        decay = param.ndim >= 2 and not masked  # decay would move the rows a mask holds still
         groups.setdefault((id(param) in new_ids, decay), []).append(param)
     param_groups = [
         {
@@ -216,29 +233,32 @@ def make_optimizer(model: SpaceVLLM, parts: TrainedParts, config: TrainConfig) -
 
 
 class QueryRowLR:
-    """Give the query-token rows of the (base-lr) embedding table the new-parts learning rate.
+    """Give the added rows (queries, answer tokens) of the base-lr tables the new-parts learning rate.
 
     An AdamW update is proportional to the learning rate, so scaling the rows' change by
     ``new_lr / lr`` right after the step is exactly a step with ``new_lr`` on them.
     """
 
-    def __init__(self, embedding: nn.Parameter | None, rows: list[int], ratio: float) -> None:
-        self.embedding = embedding
+    def __init__(
+        self, tables: nn.Parameter | list[nn.Parameter] | None, rows: list[int], ratio: float
+    ) -> None:
+        self.tables = [tables] if isinstance(tables, nn.Parameter) else list(tables or [])
         self.ratio = ratio
-        active = embedding is not None and ratio != 1.0
-        self.rows = torch.as_tensor(rows, device=embedding.device) if active else None
-        self._before: torch.Tensor | None = None
+        active = bool(self.tables) and ratio != 1.0 and bool(rows)
+        self.rows = torch.as_tensor(rows, device=self.tables[0].device) if active else None
+        self._before: list[torch.Tensor] | None = None
 
     def before_step(self) -> None:
         if self.rows is not None:
-            self._before = self.embedding.detach()[self.rows].clone()
+            self._before = [t.detach()[self.rows].clone() for t in self.tables]
 
     @torch.no_grad()
     def after_step(self) -> None:
         if self.rows is None or self._before is None:
             return
-        table = self.embedding.data
-        table[self.rows] = self._before + (table[self.rows] - self._before) * self.ratio
+        for table, before in zip(self.tables, self._before, strict=True):
+            data = table.data
+            data[self.rows] = before + (data[self.rows] - before) * self.ratio
         self._before = None
 
 

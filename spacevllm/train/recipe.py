@@ -180,7 +180,7 @@ class TrainRecipe:
         self.optimizer = accelerator.prepare(optimizer)
         # The scheduler's state goes to trainer_state.json, not to Accelerate's custom checkpoint:
         # Accelerate unpickles that file on load, and nothing read from disk may be unpickled.
-        self.row_lr = QueryRowLR(self.parts.embedding, self.parts.query_rows, config.new_lr / config.lr)
+        self.row_lr = QueryRowLR(self.parts.row_tables, self.parts.query_rows, config.new_lr / config.lr)
         if saved is not None:
             load_state(accelerator, self.resume_from)
             self.scheduler.load_state_dict(saved["scheduler"])

@@ -90,20 +90,37 @@ def test_frames_in_span_tolerates_printed_rounding() -> None:
     assert frames_in_span(TIMES, 3.8, 3.9) == (3, 3)  # none inside: nearest to the centre
 
 
-def test_time_instruction_lists_the_frames_and_locates_the_caption() -> None:
+def test_time_instruction_is_llava_videos_own_sentence() -> None:
+    """LLaVA-Video's training sentence, character for character, then the question on its own line."""
     caption = "the red circle moving left"
-    inst = build_instruction("stvg", f"  {caption} ", duration=4.0, times=TIMES, decimals=2)
+    inst = build_instruction("stvg", f"  {caption} ", duration=20.0, times=[0.0, 0.28, 19.96], decimals=2)
+    assert inst.text == (
+        "The video lasts for 20.00 seconds, and 3 frames are uniformly sampled from it. These frames "
+        "are located at 0.00s,0.28s,19.96s.Please answer the following questions related to this video.\n"
+        'During which time does the event in the sentence "the red circle moving left" happen? '
+        "Answer with its start and end in seconds."
+    )
     assert inst.caption == caption
-    assert "4.00 seconds" in inst.text
-    assert "at 0.50s, 1.50s, 2.50s, 3.50s." in inst.text
-    assert "4 frames" in inst.text
     assert inst.text == TIME_INSTRUCTION.format(
-        duration="4.00", num_frames=4, times="0.50s, 1.50s, 2.50s, 3.50s", sentence=caption
+        duration="20.00", num_frames=3, times="0.00s,0.28s,19.96s", sentence=caption
     )
     # A caption that repeats the instruction's own words is still found at the right place.
-    tricky = build_instruction("vtg", "seconds long", duration=4.0, times=TIMES)
-    assert tricky.caption == "seconds long"
-    assert tricky.caption_start > tricky.text.index("seconds long")
+    tricky = build_instruction("vtg", "frames are located at", duration=4.0, times=TIMES)
+    assert tricky.caption == "frames are located at"
+    assert tricky.caption_start > tricky.text.index("frames are located at")
+
+
+def test_the_earlier_paraphrase_stays_as_toolkit_v1() -> None:
+    caption = "the red circle moving left"
+    inst = build_instruction("stvg", caption, duration=4.0, times=TIMES, time_style="toolkit-v1")
+    assert inst.text == (
+        "This video is 4.00 seconds long, and 4 frames were taken from it at equal intervals, at "
+        '0.50s, 1.50s, 2.50s, 3.50s. During which time does the event in the sentence "the red circle '
+        'moving left" happen? Answer with its start and end in seconds.'
+    )
+    assert inst.caption == caption
+    with pytest.raises(ValueError, match="unknown time style"):
+        build_instruction("stvg", caption, duration=4.0, times=TIMES, time_style="paraphrase")
 
 
 def test_image_instruction_and_unknown_task() -> None:
@@ -114,3 +131,28 @@ def test_image_instruction_and_unknown_task() -> None:
         build_instruction("vqa", "the cat")
     with pytest.raises(ValueError, match="empty"):
         build_instruction("rec", "  ")
+
+
+def test_the_time_instruction_of_a_config_and_of_checkpoints_saved_before_it(tmp_path) -> None:
+    import json
+
+    from spacevllm.config import CONFIG_NAME, SpaceVLLMConfig
+
+    assert SpaceVLLMConfig().time_instruction == "llava-video"
+    saved = SpaceVLLMConfig(time_instruction="llava-video").save(tmp_path / "new")
+    assert SpaceVLLMConfig.load(saved.parent).time_instruction == "llava-video"
+    # A config written before the field existed was trained with the paraphrase, and keeps it.
+    old = json.loads(saved.read_text())
+    del old["time_instruction"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / CONFIG_NAME).write_text(json.dumps(old))
+    assert SpaceVLLMConfig.load(tmp_path / "old").time_instruction == "toolkit-v1"
+    with pytest.raises(ValueError, match="time_instruction must be"):
+        SpaceVLLMConfig(time_instruction="ours")
+
+
+def test_the_shipped_toy_spacevllm_keeps_the_instruction_it_was_trained_with() -> None:
+    from spacevllm.config import SpaceVLLMConfig
+    from zsgrounding.assets import TOY_SPACEVLLM
+
+    assert SpaceVLLMConfig.load(TOY_SPACEVLLM).time_instruction == "toolkit-v1"

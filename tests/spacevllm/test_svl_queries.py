@@ -9,7 +9,7 @@ from spacevllm.collate import SimpleRecord
 from spacevllm.config import SpaceVLLMConfig
 from spacevllm.model import SpaceVLLM
 from spacevllm.prompt import answer_text
-from spacevllm.queries import add_query_tokens
+from spacevllm.queries import INIT_NOISE, add_query_tokens
 from zsgrounding.assets import TOY_MLLM
 
 CAPTION = "the red circle moving left"
@@ -22,7 +22,7 @@ def _record(task: str = "stvg", **kw: object) -> SimpleRecord:
     return SimpleRecord(task=task, id="r", media="", query=CAPTION, **settings)  # type: ignore[arg-type]
 
 
-def test_query_tokens_are_added_once_at_the_vocabulary_mean(base_adapter, svl_config) -> None:
+def test_query_tokens_are_added_once_near_the_vocabulary_mean_and_apart(base_adapter, svl_config) -> None:
     adapter = base_adapter()
     model, tokenizer = adapter.model, adapter.tokenizer
     previous = len(tokenizer)
@@ -37,9 +37,22 @@ def test_query_tokens_are_added_once_at_the_vocabulary_mean(base_adapter, svl_co
     assert list(tokens.all_ids) == list(range(previous, previous + 5))
     table = model.get_input_embeddings().weight
     assert table.shape[0] == previous + 5
-    for i in tokens.all_ids:
-        torch.testing.assert_close(table[i], mean)
-        torch.testing.assert_close(model.get_output_embeddings().weight[i], out_mean)
+    std = table[:previous].detach().std(0)
+    out_std = model.get_output_embeddings().weight[:previous].detach().std(0)
+    added = list(tokens.all_ids)
+    for rows, centre, spread in (
+        (table[added], mean, std),
+        (model.get_output_embeddings().weight[added], out_mean, out_std),
+    ):
+        # near the mean: within 5 standard deviations of transformers' mean-resizing noise
+        # (sqrt(1e-5) of the vocabulary's own spread per dimension) ...
+        assert ((rows.detach() - centre).abs() <= 5 * INIT_NOISE * spread + 1e-7).all()
+        # ... and apart: no two rows alike, so no two logits tie
+        assert torch.cdist(rows.detach(), rows.detach()).fill_diagonal_(1.0).min() > 0
+    # deterministic: the same start for the same row, whatever else was added
+    fresh = base_adapter()
+    add_query_tokens(fresh.model, fresh.tokenizer, config)
+    torch.testing.assert_close(fresh.model.get_input_embeddings().weight[added], table[added], rtol=0, atol=0)
     # Trained rows survive a second call (a reload): same ids, nothing re-initialised.
     with torch.no_grad():
         table[tokens.video_ids[1]] += 1.0
@@ -161,7 +174,12 @@ def test_a_word_level_vocabulary_gets_the_answer_tokens_it_lacks(make_model, tmp
     ids = tokenizer(answer_text(1.5, 12.25), add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids
     table = model.base.get_input_embeddings().weight
-    torch.testing.assert_close(table[list(tokens.answer_ids)], table[list(tokens.all_ids)][:1].expand(12, -1))
+    # near the queries' start (both near the vocabulary mean), and no two alike: distinct logits
+    answer_rows = table[list(tokens.answer_ids)].detach()
+    torch.testing.assert_close(
+        answer_rows, table[list(tokens.all_ids)][:1].detach().expand(12, -1), rtol=0, atol=0.05
+    )
+    assert torch.cdist(answer_rows, answer_rows).fill_diagonal_(1.0).min() > 0
     assert set(tokens.new_rows) == {*tokens.all_ids, *tokens.answer_ids}
     model.save_pretrained(tmp_path / "svl")
     again = SpaceVLLM.from_pretrained(tmp_path / "svl")

@@ -349,7 +349,8 @@ def test_lora_trains_only_adapters_and_new_parts(
     counts = summary.trainable_parameters
     assert counts["lora"] == layers * per_layer == 12288
     query_rows = sorted(set(base.adapter.query_tokens.all_ids))
-    assert counts["query_token_rows"] == len(query_rows) * hidden == 5 * 64
+    # the added rows of the input table and of the (untied) LM head
+    assert counts["query_token_rows"] == 2 * len(query_rows) * hidden == 2 * 5 * 64
     assert counts["decoder"] == sum(p.numel() for p in base.decoder.parameters())
     assert set(counts) == {"lora", "query_token_rows", "decoder", "total"}
 
@@ -360,7 +361,7 @@ def test_lora_trains_only_adapters_and_new_parts(
         if "lora_" in name:
             continue
         original = before[name.replace(".base_layer.", ".")]
-        if name.endswith("embed_tokens.weight"):
+        if name.endswith(("embed_tokens.weight", "lm_head.weight")):
             others = [i for i in range(param.shape[0]) if i not in query_rows]
             torch.testing.assert_close(param[others], original[others], rtol=0, atol=0)
             assert not torch.equal(param[query_rows], original[query_rows])
@@ -480,13 +481,15 @@ def test_an_unreadable_video_is_skipped_and_counted(
 
 # The six logged losses of the run below, measured before spacevllm/train.py became a package:
 # the split into config / builders / checkpoint / recipe must leave them as they were.
+# Re-pinned when the time instruction became LLaVA-Video's own sentence and added rows started
+# apart (the prompt and the query rows' start changed).
 PINNED_LOSSES = [
-    11.217744827270508,
-    8.951927185058594,
-    8.833566665649414,
-    8.698127746582031,
-    8.200801849365234,
-    8.263607025146484,
+    11.258224487304688,
+    8.97439956665039,
+    8.693634033203125,
+    8.579183578491211,
+    8.162431716918945,
+    8.322776794433594,
 ]
 
 
@@ -507,3 +510,50 @@ def test_six_steps_give_the_pinned_losses(
     # changed optimizer, learning rate or schedule.
     torch.testing.assert_close(losses[0], PINNED_LOSSES[0], rtol=0, atol=1e-3)
     torch.testing.assert_close(losses[1:], PINNED_LOSSES[1:], rtol=2e-2, atol=0)
+
+
+def test_lora_learns_to_spell_the_answer_with_added_answer_tokens(tmp_path: Path) -> None:
+    """The toy MLLM's word-level tokenizer has no digits, so SpaceVLLM adds the answer's tokens.
+
+    With LoRA the LM head is frozen: before the added tokens' output rows trained (and started
+    apart), their logits tied forever and the answer loss stayed at 3.41 on this clip (measured
+    with the same run at the commit before), the answer never parsing. Now it falls under 0.5 and
+    the greedy answer is the clip's span.
+    """
+    from spacevllm.infer import SpaceVLLMGrounder
+    from spacevllm.prompt import snap_span
+    from zsgrounding.assets import TOY_MLLM
+    from zsgrounding.video import sample_uniform
+
+    folder = tmp_path / "data"
+    make_dataset(folder, 1, ToyWorldConfig(seed=3), progress=False)
+    records = convert("toy", folder, folder / "toy.jsonl")
+    one = write_records(folder / "one.jsonl", records[:1])
+    config = TrainConfig.from_dict(
+        {
+            "base_model": str(TOY_MLLM),
+            "output_dir": str(tmp_path / "run"),
+            "data": [{"path": str(one)}],
+            "model": {"max_new_tokens": 16},
+            "num_frames": 4,
+            "lr": 3e-3,
+            "batch_size": 1,
+            "max_steps": 150,
+            "warmup_ratio": 0.0,
+            "save_every": 150,
+            "seed": 0,
+            "lora": {"r": 8, "alpha": 16.0, "dropout": 0.0},
+        }
+    )
+    summary = train(config, progress=False)
+    lm = [r["lm_loss"] for r in _log(summary.log_path)]
+    assert lm[0] > 9.0 and lm[-1] < 0.5, lm[::15]
+
+    model = SpaceVLLM.from_pretrained(summary.final_dir).eval()
+    assert model.adapter.query_tokens.answer_ids  # the digits and words were added
+    record = records[0]
+    result = SpaceVLLMGrounder(model).ground(record.media, record.query)
+    assert result.extras["parse_ok"], result.extras["answer"]
+    clip = sample_uniform(record.media, 4)
+    snapped = snap_span(record.span, clip.times)
+    assert result.extras["span_seconds"] == pytest.approx((snapped.start, snapped.end), abs=0.006)

@@ -102,8 +102,9 @@ def add_query_tokens(
     Idempotent: tokens already in the tokenizer (a fine-tuned checkpoint) keep their ids and
     trained rows. New tokens are special (never split, skipped when decoding); their input (and
     untied output) embedding rows start near the mean of the rows of the tokenizer's previous
-    vocabulary, each a little apart from the others (deterministically). The table grows only if an id falls outside it (Qwen2
-    checkpoints have spare rows beyond the tokenizer, which are used as they are).
+    vocabulary, each a little apart from the others (deterministically). The table grows only if
+    an id falls outside it (Qwen2 checkpoints have spare rows beyond the tokenizer, which are used
+    as they are).
     """
     strings = [*config.query_token_strings(), config.image_query_token]
     if len(set(strings)) != len(strings):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from transformers import Sam2VideoConfig, Sam2VideoModel
 
+from zsgrounding.proposals.extract import ProposalConfig
 from zsgrounding.proposals.sam2 import Sam2Segmenter, sam2_preprocessing
 
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds, fps, sampled = 20.0, 25.0, 20
     tracking = int(seconds * args.track_fps) + sampled  # at most: sampled frames not on the grid
     before = sampled * cost["propagate_s"]  # the old loop matched by box: no image-path calls
-    after = tracking * cost["propagate_s"] + (tracking // 4) * cost["segment_s"]
+    rounds = tracking // ProposalConfig(tracker="sam2").detection_step  # the loop's detection rounds
+    after = tracking * cost["propagate_s"] + rounds * cost["segment_s"]
     rows = {
         "device": args.device,
         "threads": torch.get_num_threads(),
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  {rows['video']}: sampled frames only {sampled} frames -> {before:.1f} s; "
-        f"--track-fps {args.track_fps:g}: up to {tracking} frames, {tracking // 4} rounds -> {after:.1f} s "
+        f"--track-fps {args.track_fps:g}: up to {tracking} frames, {rounds} rounds -> {after:.1f} s "
         f"({after / before:.1f}x)"
     )
     if args.out is not None:

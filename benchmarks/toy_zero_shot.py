@@ -434,7 +434,8 @@ def best_track(sample: Sample, tracks: Sequence[Track], frame_ids: np.ndarray) -
     """The track closest to the target on the sampled frames inside its tube, and that mean IoU."""
     assert sample.gt is not None
     tube = sample.gt.tube
-    gt_frames = [int(f) for f in frame_ids if int(f) in set(tube.frame_ids.tolist())]
+    annotated = set(tube.frame_ids.tolist())
+    gt_frames = [int(f) for f in frame_ids if int(f) in annotated]
     best, best_iou = 0, -1.0
     for i, track in enumerate(tracks):
         ious = []

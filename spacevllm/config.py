@@ -68,6 +68,11 @@ class SpaceVLLMConfig:
             last-layer visual states carry their position, a small one's may not, and then the
             head can only learn the mean box. Still no parameter in the attention. Needs
             ``dual_cross_attention``. Off by default (the paper's decoder).
+        position_codes: add fixed 2-D sinusoidal codes of each visual token's grid cell to the
+            keys and values of the query's attention (step 2 of the dual cross attention), so
+            what the query reads says where it looked. Our addition, not the paper's (the same
+            reason as ``position_cue``, as codes inside the attention rather than numbers beside
+            it); no parameter. Needs ``dual_cross_attention``. Off by default.
         head_layers: linear layers of the MLP space head (DETR's box head: 3).
         head_hidden: hidden width of the head; ``None``: the LLM hidden size ``D``.
         time_loss_weight, space_loss_weight: ``lambda_time``, ``lambda_space`` of the total
@@ -99,6 +104,7 @@ class SpaceVLLMConfig:
     attention_residual: bool = True
     attention_scale: float | None = None
     position_cue: bool = False
+    position_codes: bool = False
     head_layers: int = 3
     head_hidden: int | None = None
     time_loss_weight: float = 1.0
@@ -129,6 +135,8 @@ class SpaceVLLMConfig:
             problems.append(f"query_token_template {self.query_token_template!r} lacks '{{i}}'")
         if self.position_cue and not self.dual_cross_attention:
             problems.append("position_cue needs dual_cross_attention (it reads the query's attention)")
+        if self.position_codes and not self.dual_cross_attention:
+            problems.append("position_codes needs dual_cross_attention (they enter its attention)")
         if self.head_layers < 1:
             problems.append(f"head_layers must be at least 1, got {self.head_layers}")
         if self.head_hidden is not None and self.head_hidden < 1:

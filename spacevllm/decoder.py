@@ -11,6 +11,9 @@ On the LLM's last-layer hidden states (after the final norm), for frame ``t`` of
    With ``position_cue`` it also reads where the query looked: the centroid and spread of its
    attention weights over the frame's grid (:func:`attention_position`).
 
+With ``position_codes``, step 2's keys and values are ``V'_t + P`` instead of ``V'_t``: ``P`` holds
+fixed 2-D sinusoidal codes of the grid cells (:func:`grid_codes`), scaled to the frame's tokens.
+
 No projection matrices (the paper: no parameters in the dual cross attention); ``s`` is
 ``1 / sqrt(D)`` by default. The residual adds (``attention_residual``) are our choice: see
 :class:`spacevllm.config.SpaceVLLMConfig`. With ``dual_cross_attention=False`` the head reads
@@ -109,6 +112,33 @@ def attention_position(weights: torch.Tensor, grid: tuple[int, int]) -> torch.Te
     return torch.stack([cx, cy, sx, sy], dim=-1)
 
 
+def grid_codes(grid: tuple[int, int], dim: int) -> torch.Tensor:
+    """Fixed 2-D sinusoidal codes of a row-major ``h x w`` grid, root-mean-square 1 per entry.
+
+    The first half of the dimensions codes the cell centre's ``x`` in ``[0, 1]``, the second half
+    its ``y``, each as ``sin`` / ``cos`` pairs at ``dim // 4`` frequencies spaced geometrically
+    from half a cycle to ``max(h, w) / 2`` cycles across the frame (the finest a grid can show).
+    A ``dim`` not divisible by 4 leaves its last dimensions zero.
+
+    Returns:
+        ``(h * w, dim)`` float32.
+    """
+    h, w = grid
+    pairs = max(dim // 4, 1)
+    top = max(max(h, w) / 2.0, 0.5)
+    cycles = 0.5 * (top / 0.5) ** (torch.arange(pairs, dtype=torch.float64) / max(pairs - 1, 1))
+    xs = ((torch.arange(w, dtype=torch.float64) + 0.5) / w).repeat(h)
+    ys = ((torch.arange(h, dtype=torch.float64) + 0.5) / h).repeat_interleave(w)
+    parts = []
+    for coord in (xs, ys):
+        angle = 2 * math.pi * coord[:, None] * cycles[None, :]
+        parts += [angle.sin(), angle.cos()]
+    codes = torch.cat(parts, dim=-1)[:, :dim] * math.sqrt(2.0)  # sin^2 + cos^2 = 1 per pair
+    if codes.shape[-1] < dim:
+        codes = torch.cat([codes, codes.new_zeros(h * w, dim - codes.shape[-1])], dim=-1)
+    return codes.float()
+
+
 class SpaceHead(nn.Module):
     """MLP ``D -> hidden -> ... -> 4`` with ReLU between layers and a sigmoid on the output."""
 
@@ -136,9 +166,13 @@ class QueryGuidedSpaceDecoder(nn.Module):
         self.hidden_size = int(hidden_size)
         self.dual_cross_attention = config.dual_cross_attention
         self.position_cue = config.position_cue
-        if self.position_cue and grid is None:
-            raise ValueError("position_cue needs the visual grid (h, w)")
+        self.position_codes = config.position_codes
+        if (self.position_cue or self.position_codes) and grid is None:
+            raise ValueError("position_cue and position_codes need the visual grid (h, w)")
         self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        codes = grid_codes(self.grid, self.hidden_size) if self.position_codes and self.grid else None
+        # A buffer, not a parameter: fixed, moves with .to(), not saved (rebuilt from the grid).
+        self.register_buffer("codes", codes, persistent=False)
         self.residual = config.attention_residual
         self.scale = (
             config.attention_scale if config.attention_scale is not None else 1.0 / math.sqrt(hidden_size)
@@ -174,6 +208,8 @@ class QueryGuidedSpaceDecoder(nn.Module):
         # Step 1: every visual token of every frame attends to the row's caption tokens.
         text, _ = attend(visual, caption[:, None], self.scale, mask)
         enhanced = visual + text if self.residual else text
+        if self.codes is not None:
+            enhanced = enhanced + self._scaled_codes(enhanced)
         # Step 2: each frame's query attends to its own frame's enhanced visual tokens.
         spatial, weights = attend(queries.unsqueeze(-2), enhanced, self.scale)
         spatial, weights = spatial.squeeze(-2), weights.squeeze(-2)
@@ -183,3 +219,14 @@ class QueryGuidedSpaceDecoder(nn.Module):
         return SpaceDecoderOutput(
             boxes=self.head(decoded), query_states=queries, decoded=decoded, query_attention=weights
         )
+
+    def _scaled_codes(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``codes`` times each frame's root-mean-square token entry: ``(B, T, P, D)``.
+
+        The scale follows the base's states (a model's last-layer norm sets their size); it is
+        detached so the codes stay fixed inputs rather than a path for gradients.
+        """
+        if tokens.shape[-2] != self.codes.shape[0]:
+            raise ValueError(f"{tokens.shape[-2]} visual tokens per frame do not fit the grid {self.grid}")
+        rms = tokens.detach().pow(2).mean(dim=(-2, -1), keepdim=True).sqrt()
+        return self.codes.to(tokens.dtype) * rms

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spacevllm.config import SpaceVLLMConfig
-from spacevllm.decoder import QueryGuidedSpaceDecoder, SpaceHead, attention_position
+from spacevllm.decoder import QueryGuidedSpaceDecoder, SpaceHead, attention_position, grid_codes
 
 
 def _config(**overrides: object) -> SpaceVLLMConfig:
@@ -160,3 +160,51 @@ def test_position_cue_is_appended_to_what_the_head_reads() -> None:
         QueryGuidedSpaceDecoder(d, config)
     with pytest.raises(ValueError, match="position_cue needs dual_cross_attention"):
         SpaceVLLMConfig(position_cue=True, dual_cross_attention=False)
+
+
+def test_grid_codes_are_fixed_distinct_and_unit_size() -> None:
+    codes = grid_codes((6, 6), 128)
+    assert codes.shape == (36, 128) and codes.dtype == torch.float32
+    assert codes.pow(2).mean().item() == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(codes, grid_codes((6, 6), 128))  # no randomness
+    distance = torch.cdist(codes, codes) + torch.eye(36) * 1e9
+    assert distance.min().item() > 1.0  # every cell has its own code
+    # x in the first half, y in the second: cells of one column share the x half
+    torch.testing.assert_close(codes[0, :64], codes[6, :64])
+    assert not torch.allclose(codes[0, 64:], codes[6, 64:])
+    # a width that is not a multiple of 4 pads with zeros
+    odd = grid_codes((2, 3), 10)
+    assert odd.shape == (6, 10) and torch.count_nonzero(odd[:, 8:]) == 0
+
+
+def test_position_codes_enter_the_keys_and_values_and_add_no_parameter() -> None:
+    torch.manual_seed(0)
+    b, t, h, w, d = 2, 3, 2, 2, 8
+    plain = QueryGuidedSpaceDecoder(d, SpaceVLLMConfig(), grid=(h, w))
+    coded = QueryGuidedSpaceDecoder(d, SpaceVLLMConfig(position_codes=True), grid=(h, w))
+    assert sum(p.numel() for p in coded.parameters()) == sum(p.numel() for p in plain.parameters())
+    assert "codes" not in coded.state_dict()  # rebuilt from the grid, never saved
+    coded.load_state_dict(plain.state_dict())
+    hidden = torch.randn(b, 30, d)
+    visual = torch.arange(t * h * w).view(1, t, h * w).expand(b, -1, -1)
+    queries = torch.tensor([[12, 13, 14]]).expand(b, -1)
+    caption = torch.tensor([[20, 21, 22]]).expand(b, -1)
+    out = coded(hidden, visual, queries, caption)
+
+    # by hand: step 1 as without codes, then keys and values V' + rms(V') * P
+    v = hidden[:, :12].view(b, t, h * w, d)
+    c = hidden[:, 20:23]
+    scale = 1 / d**0.5
+    enhanced = v + torch.softmax(v @ c.transpose(-1, -2)[:, None] * scale, -1) @ c[:, None]
+    rms = enhanced.pow(2).mean(dim=(-2, -1), keepdim=True).sqrt()
+    keys = enhanced + grid_codes((h, w), d) * rms
+    q = hidden[:, 12:15]
+    weights = torch.softmax((q.unsqueeze(-2) @ keys.transpose(-1, -2)).squeeze(-2) * scale, -1)
+    expected = q + (weights.unsqueeze(-2) @ keys).squeeze(-2)
+    torch.testing.assert_close(out.decoded, expected)
+    torch.testing.assert_close(out.query_attention, weights)
+    assert not torch.allclose(out.boxes, plain(hidden, visual, queries, caption).boxes)
+    with pytest.raises(ValueError, match="position_codes needs dual_cross_attention"):
+        SpaceVLLMConfig(position_codes=True, dual_cross_attention=False)
+    with pytest.raises(ValueError, match="grid"):
+        QueryGuidedSpaceDecoder(d, SpaceVLLMConfig(position_codes=True))

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/spacevllm_toy.py: ``--quick`` on the tiny base, and the shipping of a row."""
+"""Smoke test of benchmarks/spacevllm_toy.py: ``--quick`` on the tiny base, a lever row on
+single-object clips, the whole-video reference row and the shipping of a row."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_run_trains_evaluates_and_ships(svl_base_dir: Path, tmp_path: Path) -> None:
     ship = tmp_path / "shipped"
     argv = ["--base", str(svl_base_dir), "--out", str(tmp_path / "run"), "--quick", "--no-progress"]
-    argv += ["--rows", "spacevllm", "no_interleave", "--eval-seed", "77", "--ship", str(ship)]
+    argv += [
+        "--rows",
+        "spacevllm",
+        "position_codes",
+        "--objects",
+        "1",
+        "--eval-seed",
+        "77",
+        "--ship",
+        str(ship),
+    ]
     # Run as a user runs it, from the repository root (the recipe records that command).
     done = subprocess.run(
         [sys.executable, "benchmarks/spacevllm_toy.py", *argv],
@@ -26,15 +37,25 @@ def test_quick_run_trains_evaluates_and_ships(svl_base_dir: Path, tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     printed = done.stdout
-    assert "SpaceVLLM" in printed and "w/o interleaved design" in printed
+    assert "SpaceVLLM" in printed and "+ position codes" in printed and "objects per video: 1" in printed
     rows = json.loads((tmp_path / "run" / "benchmark.json").read_text())["rows"]
-    assert [r["row"] for r in rows] == ["SpaceVLLM", "w/o interleaved design"]
+    assert [r["row"] for r in rows] == ["whole video, mean box", "SpaceVLLM", "+ position codes"]
     for row in rows:
-        assert row["n"] == 4 and row["failed"] == 0
+        assert row["n"] == 4
         assert all(0.0 <= row[k] <= 100.0 for k in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"))
+    for row in rows[1:]:
+        assert row["failed"] == 0 and 0.0 <= row["span_box_IoU"] <= 100.0
+    sidecar = json.loads((tmp_path / "run" / "toy_eval_77_1obj" / "toyworld.json").read_text())
+    assert all(len(v["objects"]) == 1 for v in sidecar["videos"].values())
+    # the whole video as the span: each clip's tIoU is its GT span's share of the video (the
+    # evaluator samples frames at 5 fps, hence the tolerance)
+    annotations = json.loads((tmp_path / "run" / "toy_eval_77_1obj" / "annotations.json").read_text())
+    share = 100 * sum(len(a["bbox"]) / a["img_num"] for a in annotations.values()) / len(annotations)
+    assert abs(rows[0]["m_tIoU"] - share) < 5.0
     recipe = json.loads((ship / "recipe.json").read_text())
     assert recipe["held_out_videos"] == {"count": 4, "toy_world_seed": 77}
-    assert recipe["held_out_metrics"]["m_tIoU"] == rows[0]["m_tIoU"]
+    assert recipe["held_out_metrics"]["m_tIoU"] == rows[1]["m_tIoU"]
+    assert recipe["objects_per_video"] == 1
     assert recipe["command"].startswith("python benchmarks/spacevllm_toy.py --base")
     model = SpaceVLLM.from_pretrained(ship)
-    assert model.config.interleave  # the first row is the one shipped
+    assert model.config.interleave and not model.config.position_codes  # the first row is shipped

@@ -59,3 +59,20 @@ def test_quick_run_trains_evaluates_and_ships(svl_base_dir: Path, tmp_path: Path
     assert recipe["command"].startswith("python benchmarks/spacevllm_toy.py --base")
     model = SpaceVLLM.from_pretrained(ship)
     assert model.config.interleave and not model.config.position_codes  # the first row is shipped
+
+    # --checkpoint scores a saved model on another split without training
+    again = [
+        sys.executable,
+        "benchmarks/spacevllm_toy.py",
+        "--base",
+        str(svl_base_dir),
+        "--out",
+        str(tmp_path / "ck"),
+    ]
+    again += ["--quick", "--no-progress", "--checkpoint", str(ship), "--eval-seed", "78"]
+    done = subprocess.run(again, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "ck" / "benchmark.json").read_text())["rows"]
+    assert [r["row"] for r in rows] == ["whole video, mean box", "checkpoint shipped"]
+    assert rows[1]["n"] == 4 and "final_loss" not in rows[1]
+    assert not (tmp_path / "ck" / "spacevllm").exists()  # nothing trained

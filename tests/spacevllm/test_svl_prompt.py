@@ -151,8 +151,12 @@ def test_the_time_instruction_of_a_config_and_of_checkpoints_saved_before_it(tmp
         SpaceVLLMConfig(time_instruction="ours")
 
 
-def test_the_shipped_toy_spacevllm_keeps_the_instruction_it_was_trained_with() -> None:
+def test_the_shipped_toy_spacevllm_is_the_papers_configuration() -> None:
     from spacevllm.config import SpaceVLLMConfig
     from zsgrounding.assets import TOY_SPACEVLLM
 
-    assert SpaceVLLMConfig.load(TOY_SPACEVLLM).time_instruction == "toolkit-v1"
+    shipped = SpaceVLLMConfig.load(TOY_SPACEVLLM)
+    paper = SpaceVLLMConfig(base_model=shipped.base_model, num_frames=shipped.num_frames)
+    assert shipped == paper  # every other field at its default: LLaVA-Video's instruction, no option of ours
+    assert shipped.time_instruction == "llava-video" and shipped.interleave and shipped.dual_cross_attention
+    assert not (shipped.caption_first or shipped.position_cue or shipped.position_codes)

@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [constant_row(train_records, eval_folder)]
     if args.checkpoint is not None:
         scores = _evaluate(args, args.checkpoint, args.out / "checkpoint_eval", eval_folder, eval_records)
-        results.append({"row": f"checkpoint {args.checkpoint.name}", **scores})
+        results.append({"row": f"checkpoint {args.checkpoint}", **scores})
         args.rows = []
     for name in args.rows:  # written after every row: a crash keeps the finished ones
         results.append(_row(args, name, train_jsonl, eval_folder, eval_records))
@@ -279,9 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     columns = (*METRICS, *EXTRA)
     header = f"{'row':<34}" + "".join(f"{k:>13}" for k in columns) + f"{'loss':>9}{'train s':>9}{'eval s':>8}"
+    trained = f"checkpoint {args.checkpoint}" if args.checkpoint else f"{args.steps} steps"
     print(
         f"{args.train_videos} training videos, {args.eval_videos} held out (toy-world seed {eval_seed}), "
-        f"{args.steps} steps, {args.frames} frames, objects per video: {args.objects or '2-4'}"
+        f"{trained}, {args.frames} frames, objects per video: {args.objects or '2-4'}"
     )
     print(header)
     for r in results:

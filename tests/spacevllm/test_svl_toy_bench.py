@@ -73,6 +73,6 @@ def test_quick_run_trains_evaluates_and_ships(svl_base_dir: Path, tmp_path: Path
     done = subprocess.run(again, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     rows = json.loads((tmp_path / "ck" / "benchmark.json").read_text())["rows"]
-    assert [r["row"] for r in rows] == ["whole video, mean box", "checkpoint shipped"]
+    assert [r["row"] for r in rows] == ["whole video, mean box", f"checkpoint {ship}"]
     assert rows[1]["n"] == 4 and "final_loss" not in rows[1]
     assert not (tmp_path / "ck" / "spacevllm").exists()  # nothing trained

@@ -56,7 +56,7 @@ from zsgrounding.datasets import load_dataset
 from zsgrounding.metrics import evaluate
 from zsgrounding.runner import RunConfig, run_dataset
 from zsgrounding.toy.world import ToyWorldConfig, make_dataset
-from zsgrounding.types import Tube
+from zsgrounding.types import Sample, Tube
 from zsgrounding.video import uniform_ids
 
 
@@ -125,6 +125,36 @@ def span_box_iou(model: SpaceVLLM, records: list[Record], batch_size: int = 8) -
                     b = cxcywh_norm_to_xyxy(target.cpu().numpy()[m], 1.0, 1.0)
                     per_clip.append(float(box_iou(a, b).mean()))
     return 100.0 * float(np.mean(per_clip)) if per_clip else 0.0
+
+
+def answer_stats(predictions_json: Path, samples: list[Sample]) -> dict[str, float]:
+    """How the time answers relate to the videos: do they follow the video's length and the GT?
+
+    Returns the number of distinct answered spans (native frames), the Pearson correlation of the
+    answered end with the video's length and of the answered start / end with the GT's, and the
+    mean answered and GT span as fractions of the video.
+    """
+    predicted = json.loads(predictions_json.read_text())
+    rows = []
+    for sample in samples:
+        if sample.id in predicted and sample.gt is not None:
+            p, total = predicted[sample.id], sample.gt.segment[1] + 1
+            rows.append((p["start"], p["end"], total, sample.gt.tube.start, sample.gt.tube.end))
+    if len(rows) < 2:
+        return {}
+    a = np.asarray(rows, dtype=np.float64)
+
+    def corr(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else 0.0
+
+    return {
+        "distinct_spans": len({(int(s), int(e)) for s, e in a[:, :2]}),
+        "corr_end_video_length": corr(a[:, 1], a[:, 2]),
+        "corr_start_gt": corr(a[:, 0], a[:, 3]),
+        "corr_end_gt": corr(a[:, 1], a[:, 4]),
+        "span_fraction": float(((a[:, 1] - a[:, 0]) / a[:, 2]).mean()),
+        "gt_fraction": float(((a[:, 4] - a[:, 3]) / a[:, 2]).mean()),
+    }
 
 
 def constant_row(
@@ -218,9 +248,11 @@ def _evaluate(
     tick = time.perf_counter()
     run = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=False, progress=not args.no_progress))
     metrics = run.metrics or {}
+    predictions = run.paths.get("predictions")
     return {
         **{k: float(metrics.get(k, 0.0)) for k in METRICS},
         "span_box_IoU": span_box_iou(model, eval_records),
+        "answers": answer_stats(predictions, samples) if predictions else {},
         "n": metrics.get("n", 0),
         "failed": run.failed,
         "eval_seconds": round(time.perf_counter() - tick, 1),
@@ -318,6 +350,16 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         )
         print(f"{r['row']:<34}{scores}{tail}")
+    print(
+        "\ntime answers: distinct spans, corr(end, video length), corr(start, GT), corr(end, GT), span / GT share"
+    )
+    for r in results:
+        if r.get("answers"):
+            a = r["answers"]
+            print(
+                f"{r['row']:<34}{a['distinct_spans']:>6}{a['corr_end_video_length']:>7.2f}{a['corr_start_gt']:>7.2f}"
+                f"{a['corr_end_gt']:>7.2f}{a['span_fraction']:>7.2f} / {a['gt_fraction']:.2f}"
+            )
     (args.out / "benchmark.json").write_text(
         json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results}, indent=2) + "\n"
     )

@@ -12,7 +12,7 @@ held-out clips (toy-world seed 12; training clips seed 11):
 
 * localisation, single-object clips, the paper's layout: no lever, the attention-position cue,
   position codes in the keys and values; at the toy base's 6 x 6 grid and at 12 x 12 (about a
-  7B LLaVA-Video's 13 x 13), with the default softmax scale ``1/sqrt(D)`` and a softer 0.03;
+  LLaVA-Video's 14 x 14 tokens per frame), with the default softmax scale ``1/sqrt(D)`` and a softer 0.03;
 * selection, the toy benchmark's 2-4 object clips at 12 x 12 and the default scale: the paper's
   layout (a query knows only its frame) against the caption first (a query knows what is
   asked), without and with position codes.

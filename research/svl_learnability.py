@@ -39,6 +39,7 @@ from spacevllm.losses import box_losses
 from zsgrounding.boxes import box_iou, cxcywh_norm_to_xyxy, xyxy_to_cxcywh_norm
 from zsgrounding.toy.world import ToyVideo, ToyWorldConfig, generate
 from zsgrounding.toy.world.config import ACTIONS, COLOURS, SHAPES, SIZES
+from zsgrounding.tubes import box_coverage
 from zsgrounding.video import uniform_ids
 
 Layout = Literal["paper", "caption_first"]
@@ -83,15 +84,6 @@ class CodedClip:
     chance: torch.Tensor
     objects: torch.Tensor
     asked: torch.Tensor
-
-
-def _coverage(box: np.ndarray, grid: tuple[int, int], width: int, height: int) -> np.ndarray:
-    """``(P,)`` fraction of each grid cell inside the pixel ``xyxy`` box."""
-    h, w = grid
-    xs, ys = np.linspace(0, width, w + 1), np.linspace(0, height, h + 1)
-    ox = np.clip(np.minimum(xs[1:], box[2]) - np.maximum(xs[:-1], box[0]), 0, None) / np.diff(xs)
-    oy = np.clip(np.minimum(ys[1:], box[3]) - np.maximum(ys[:-1], box[1]), 0, None) / np.diff(ys)
-    return (oy[:, None] * ox[None, :]).reshape(-1)
 
 
 def coded_clip(
@@ -139,7 +131,7 @@ def coded_clip(
                 + book[obj.size]
                 + sum((book[a] for a in doing), torch.zeros(dim))
             )
-            cov = _coverage(box, grid, width, height)
+            cov = box_coverage(box, width, height, grid).reshape(-1)
             visual[t] += torch.from_numpy(cov).float()[:, None] * code
             objects[t] += code
             covered += cov
@@ -224,7 +216,9 @@ def _attention_on_target(weights: torch.Tensor, clips: Sequence[CodedClip], grid
     shares = []
     for w, clip in zip(weights, clips, strict=True):
         for t in torch.nonzero(clip.mask).flatten().tolist():
-            cov = _coverage(cxcywh_norm_to_xyxy(clip.targets[t].numpy()[None], 1.0, 1.0)[0], grid, 1, 1)
+            cov = box_coverage(
+                cxcywh_norm_to_xyxy(clip.targets[t].numpy()[None], 1.0, 1.0)[0], 1, 1, grid
+            ).reshape(-1)
             shares.append(float((w[t].numpy() * (cov > 0)).sum()))
     return float(np.mean(shares))
 

@@ -56,6 +56,7 @@ from zsgrounding.datasets import load_dataset
 from zsgrounding.metrics import evaluate
 from zsgrounding.runner import RunConfig, run_dataset
 from zsgrounding.toy.world import ToyWorldConfig, make_dataset
+from zsgrounding.tubes import box_coverage
 from zsgrounding.types import Sample, Tube
 from zsgrounding.video import uniform_ids
 
@@ -86,7 +87,7 @@ ROWS: dict[str, Row] = {
 TABLE_7 = ("spacevllm", "no_interleave", "no_dual_cross_attention", "caption_first_cue")
 LABELS = {name: row.label for name, row in ROWS.items()}
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
-EXTRA = ("span_box_IoU",)
+EXTRA = ("span_box_IoU", "attention_on_target")
 
 
 def _world(objects: int | None, seed: int) -> ToyWorldConfig:
@@ -106,25 +107,36 @@ def _toy(folder: Path, n: int, world: ToyWorldConfig) -> Path:
     return folder
 
 
-def span_box_iou(model: SpaceVLLM, records: list[Record], batch_size: int = 8) -> float:
-    """Mean box IoU on the ground-truth span's sampled frames (per clip, then over clips), in percent.
+def span_box_iou(model: SpaceVLLM, records: list[Record], batch_size: int = 8) -> tuple[float, float | None]:
+    """The decoder alone on the ground-truth span's sampled frames, in percent.
 
-    The boxes come from one forward pass with the answer teacher-forced, so this scores the
-    space decoder alone, whatever span the model would answer.
+    Returns the mean box IoU (per clip, then over clips) and the mean share of each query's
+    attention on the cells the GT box overlaps (``None`` without dual cross attention). The boxes
+    come from one forward pass with the answer teacher-forced, whatever span the model would answer.
     """
     collate = model.collator(with_answers=True)
     per_clip: list[float] = []
+    shares: list[float] = []
     with torch.no_grad():
         for i in range(0, len(records), batch_size):
             batch = collate(records[i : i + batch_size])
             out = model(batch)
-            for pred, target, mask in zip(out.boxes, batch.target_boxes, batch.box_mask, strict=True):
+            for row, (pred, target, mask) in enumerate(
+                zip(out.boxes, batch.target_boxes, batch.box_mask, strict=True)
+            ):
                 m = mask.cpu().numpy().astype(bool)
-                if m.any():
-                    a = cxcywh_norm_to_xyxy(pred.float().cpu().numpy()[m], 1.0, 1.0)
-                    b = cxcywh_norm_to_xyxy(target.cpu().numpy()[m], 1.0, 1.0)
-                    per_clip.append(float(box_iou(a, b).mean()))
-    return 100.0 * float(np.mean(per_clip)) if per_clip else 0.0
+                if not m.any():
+                    continue
+                gt = cxcywh_norm_to_xyxy(target.cpu().numpy()[m], 1.0, 1.0)
+                per_clip.append(
+                    float(box_iou(cxcywh_norm_to_xyxy(pred.float().cpu().numpy()[m], 1.0, 1.0), gt).mean())
+                )
+                if out.query_attention is not None:
+                    cells = box_coverage(gt, 1, 1, model.adapter.grid_shape).reshape(len(gt), -1) > 0
+                    weights = out.query_attention[row].float().cpu().numpy()[m]
+                    shares.append(float((weights * cells).sum(axis=1).mean()))
+    iou = 100.0 * float(np.mean(per_clip)) if per_clip else 0.0
+    return iou, (100.0 * float(np.mean(shares)) if shares else None)
 
 
 def answer_stats(predictions_json: Path, samples: list[Sample]) -> dict[str, float]:
@@ -249,9 +261,11 @@ def _evaluate(
     run = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=False, progress=not args.no_progress))
     metrics = run.metrics or {}
     predictions = run.paths.get("predictions")
+    iou, on_target = span_box_iou(model, eval_records)
     return {
         **{k: float(metrics.get(k, 0.0)) for k in METRICS},
-        "span_box_IoU": span_box_iou(model, eval_records),
+        "span_box_IoU": iou,
+        "attention_on_target": on_target,
         "answers": answer_stats(predictions, samples) if predictions else {},
         "n": metrics.get("n", 0),
         "failed": run.failed,
@@ -335,7 +349,11 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results}, indent=2) + "\n"
         )
     columns = (*METRICS, *EXTRA)
-    header = f"{'row':<34}" + "".join(f"{k:>13}" for k in columns) + f"{'loss':>9}{'train s':>9}{'eval s':>8}"
+    header = (
+        f"{'row':<34}"
+        + "".join(f"{k.replace('attention_', ''):>13}" for k in columns)
+        + f"{'loss':>9}{'train s':>9}{'eval s':>8}"
+    )
     trained = f"checkpoint {args.checkpoint}" if args.checkpoint else f"{args.steps} steps"
     print(
         f"{args.train_videos} training videos, {args.eval_videos} held out (toy-world seed {eval_seed}), "
@@ -343,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     for r in results:
-        scores = "".join(f"{r[k]:>13.1f}" if k in r else f"{'':>13}" for k in columns)
+        scores = "".join(f"{r[k]:>13.1f}" if r.get(k) is not None else f"{'':>13}" for k in columns)
         tail = (
             f"{r['final_loss'] or 0:>9.3f}{r['train_seconds']:>9.1f}{r['eval_seconds']:>8.1f}"
             if "final_loss" in r

@@ -87,7 +87,7 @@ ROWS: dict[str, Row] = {
 TABLE_7 = ("spacevllm", "no_interleave", "no_dual_cross_attention", "caption_first_cue")
 LABELS = {name: row.label for name, row in ROWS.items()}
 METRICS = ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5")
-EXTRA = ("span_box_IoU", "attention_on_target")
+EXTRA = ("span_box_IoU", "attention_on_target", "uniform_on_target")
 
 
 def _world(objects: int | None, seed: int) -> ToyWorldConfig:
@@ -107,16 +107,20 @@ def _toy(folder: Path, n: int, world: ToyWorldConfig) -> Path:
     return folder
 
 
-def span_box_iou(model: SpaceVLLM, records: list[Record], batch_size: int = 8) -> tuple[float, float | None]:
+def span_box_iou(
+    model: SpaceVLLM, records: list[Record], batch_size: int = 8
+) -> tuple[float, float | None, float]:
     """The decoder alone on the ground-truth span's sampled frames, in percent.
 
-    Returns the mean box IoU (per clip, then over clips) and the mean share of each query's
-    attention on the cells the GT box overlaps (``None`` without dual cross attention). The boxes
+    Returns the mean box IoU (per clip, then over clips), the mean share of each query's
+    attention on the cells the GT box overlaps (``None`` without dual cross attention) and that
+    share for a uniform attention (the share to beat). The boxes
     come from one forward pass with the answer teacher-forced, whatever span the model would answer.
     """
     collate = model.collator(with_answers=True)
     per_clip: list[float] = []
     shares: list[float] = []
+    uniform: list[float] = []
     with torch.no_grad():
         for i in range(0, len(records), batch_size):
             batch = collate(records[i : i + batch_size])
@@ -131,12 +135,14 @@ def span_box_iou(model: SpaceVLLM, records: list[Record], batch_size: int = 8) -
                 per_clip.append(
                     float(box_iou(cxcywh_norm_to_xyxy(pred.float().cpu().numpy()[m], 1.0, 1.0), gt).mean())
                 )
+                cells = box_coverage(gt, 1, 1, model.adapter.grid_shape).reshape(len(gt), -1) > 0
+                uniform.append(float(cells.mean()))
                 if out.query_attention is not None:
-                    cells = box_coverage(gt, 1, 1, model.adapter.grid_shape).reshape(len(gt), -1) > 0
                     weights = out.query_attention[row].float().cpu().numpy()[m]
                     shares.append(float((weights * cells).sum(axis=1).mean()))
     iou = 100.0 * float(np.mean(per_clip)) if per_clip else 0.0
-    return iou, (100.0 * float(np.mean(shares)) if shares else None)
+    on_target = 100.0 * float(np.mean(shares)) if shares else None
+    return iou, on_target, 100.0 * float(np.mean(uniform)) if uniform else 0.0
 
 
 def answer_stats(predictions_json: Path, samples: list[Sample]) -> dict[str, float]:
@@ -261,11 +267,12 @@ def _evaluate(
     run = run_dataset(samples, grounder, RunConfig(out_dir=out, resume=False, progress=not args.no_progress))
     metrics = run.metrics or {}
     predictions = run.paths.get("predictions")
-    iou, on_target = span_box_iou(model, eval_records)
+    iou, on_target, uniform = span_box_iou(model, eval_records)
     return {
         **{k: float(metrics.get(k, 0.0)) for k in METRICS},
         "span_box_IoU": iou,
         "attention_on_target": on_target,
+        "uniform_on_target": uniform,
         "answers": answer_stats(predictions, samples) if predictions else {},
         "n": metrics.get("n", 0),
         "failed": run.failed,
@@ -351,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = (*METRICS, *EXTRA)
     header = (
         f"{'row':<34}"
-        + "".join(f"{k.replace('attention_', ''):>13}" for k in columns)
+        + "".join(f"{k.replace('attention_', '').replace('_on_target', ''):>13}" for k in columns)
         + f"{'loss':>9}{'train s':>9}{'eval s':>8}"
     )
     trained = f"checkpoint {args.checkpoint}" if args.checkpoint else f"{args.steps} steps"

@@ -45,7 +45,7 @@ def test_quick_run_trains_evaluates_and_ships(svl_base_dir: Path, tmp_path: Path
         assert all(0.0 <= row[k] <= 100.0 for k in ("m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5"))
     for row in rows[1:]:
         assert row["failed"] == 0
-        assert 0.0 <= row["attention_on_target"] <= 100.0
+        assert 0.0 <= row["attention_on_target"] <= 100.0 and 0.0 < row["uniform_on_target"] <= 100.0
         answers = row["answers"]
         assert answers["distinct_spans"] in range(1, 5) and 0.0 < answers["gt_fraction"] <= 1.0
     assert all(0.0 <= row["span_box_IoU"] <= 100.0 for row in rows)

@@ -144,7 +144,11 @@ def test_peak_rss_sees_a_transient_allocation() -> None:
     # (which the resident set already counts), written by np.ones so they are resident.
     with _PeakRSS() as peak:
         block = np.ones(64 << 20 >> 3)
-        time.sleep(0.05)  # several sampling intervals
+        # Hold it until the sampler has seen it: on a loaded machine (torch's OpenMP threads still
+        # spinning after an earlier test) the sampling thread can wait well past its 5 ms interval.
+        deadline = time.monotonic() + 5.0
+        while peak.seen_bytes < 48 << 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
         del block
     assert peak.peak_bytes is not None and peak.peak_bytes >= 48 << 20
 

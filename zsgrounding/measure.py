@@ -71,6 +71,11 @@ class PeakRSS:
             self._thread.start()
         return self
 
+    @property
+    def seen_bytes(self) -> int:
+        """The largest growth sampled so far (0 before the first sample or where unsupported)."""
+        return self._max - self._start
+
     def __exit__(self, *exc: object) -> None:
         if self._thread is None:
             return

@@ -23,8 +23,9 @@ from zsgrounding.errors import STVGError
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 WeightDtype = Literal["float32", "bfloat16", "float16", "auto"]
 
-# SpaceVLLMConfig fields that shape the vocabulary, the prompt layout or the decoder's weights:
-# a checkpoint being continued keeps them.
+# SpaceVLLMConfig fields that shape the vocabulary, the prompt layout or the decoder (its weights
+# or what it computes): the reloaded model is built from them, so a checkpoint being continued
+# keeps them (an override would change the config but not the model).
 STRUCTURAL_KEYS = (
     "num_frames",
     "query_tokens",
@@ -32,6 +33,12 @@ STRUCTURAL_KEYS = (
     "shared_query_token",
     "image_query_token",
     "interleave",
+    "caption_first",
+    "dual_cross_attention",
+    "attention_residual",
+    "attention_scale",
+    "position_cue",
+    "position_codes",
     "head_layers",
     "head_hidden",
 )

@@ -335,6 +335,10 @@ def test_final_model_reloads_with_identical_outputs(
     more.model = {"head_layers": 2}
     with pytest.raises(TrainConfigError, match=r"its \['head_layers'\] cannot change"):
         train(more, progress=False)
+    # nor what the decoder or the prompt computes: the reloaded model is built from the saved config
+    more.model = {"position_codes": True, "caption_first": True}
+    with pytest.raises(TrainConfigError, match=r"its \['caption_first', 'position_codes'\] cannot change"):
+        train(more, progress=False)
 
 
 def test_lora_trains_only_adapters_and_new_parts(
